@@ -1,0 +1,73 @@
+// A real PostgreSQL 15 for integration tests: initdb in a temporary folder,
+// started on a free loopback port, stopped and removed on destruction.
+// As root, initdb and postgres run as the `postgres` user through runuser.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace pgmux::testing {
+
+// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read,
+// close).
+uint16_t free_port();
+
+struct PgOptions {
+  int max_connections = 200;
+  // Extra postgresql.conf lines, e.g. "log_min_messages = debug1".
+  std::vector<std::string> extra_conf;
+};
+
+// Roles and databases every PgServer has, for upstream authentication tests.
+// pg_hba.conf on 127.0.0.1: postgres trust; kMd5User md5; kPlainUser
+// password (cleartext); everyone else scram-sha-256.
+inline constexpr const char* kScramUser = "app_scram";
+inline constexpr const char* kScramPassword = "scram-secret";
+inline constexpr const char* kMd5User = "app_md5";
+inline constexpr const char* kMd5Password = "md5-secret";
+inline constexpr const char* kPlainUser = "app_plain";
+inline constexpr const char* kPlainPassword = "plain-secret";
+inline constexpr const char* kAppDatabase = "app";  // Owned by kScramUser; all three may connect.
+
+class PgServer {
+ public:
+  // initdb (--nosync, -A trust for local), configure, start, create the roles
+  // and database above. Throws std::runtime_error with the command's output
+  // on failure.
+  explicit PgServer(PgOptions options = {});
+  ~PgServer();  // pg_ctl stop -m immediate, then removes the folder.
+  PgServer(const PgServer&) = delete;
+  PgServer& operator=(const PgServer&) = delete;
+
+  const std::string& host() const { return host_; }  // "127.0.0.1"
+  uint16_t port() const { return port_; }
+  const std::string& data_dir() const { return data_dir_; }
+
+  // libpq key=value conninfo for the superuser postgres (trust).
+  std::string superuser_conninfo(const std::string& dbname = "postgres") const;
+  // "postgresql://user:password@127.0.0.1:port/dbname"
+  std::string url(const std::string& user, const std::string& password,
+                  const std::string& dbname = kAppDatabase) const;
+
+  // Runs SQL as the superuser over libpq; throws std::runtime_error on error.
+  void exec(const std::string& sql, const std::string& dbname = "postgres") const;
+  // First column of the first row as text ("" for NULL or no rows).
+  std::string query_value(const std::string& sql, const std::string& dbname = "postgres") const;
+
+ private:
+  std::string host_ = "127.0.0.1";
+  uint16_t port_ = 0;
+  std::string root_dir_;  // mkdtemp folder; data_dir_ lives inside it.
+  std::string data_dir_;
+  bool run_as_postgres_ = false;
+};
+
+// Runs a shell command, returns its exit status and combined stdout+stderr.
+struct CommandResult {
+  int status = -1;
+  std::string output;
+};
+CommandResult run_command(const std::string& command);
+
+}  // namespace pgmux::testing
