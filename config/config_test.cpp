@@ -1,0 +1,475 @@
+#include "config/config.h"
+
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+namespace pgmux::config {
+namespace {
+
+using namespace std::chrono_literals;
+
+bool contains(const std::string& haystack, std::string_view needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+Getenv env_of(std::map<std::string, std::string> vars) {
+  return [vars = std::move(vars)](const std::string& name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+// A file in the temp directory, removed when the test ends.
+class TempFile {
+ public:
+  TempFile(std::string_view stem, std::string_view content)
+      : path_(std::filesystem::temp_directory_path() /
+              (std::string(stem) + "-" + std::to_string(::getpid()))) {
+    std::ofstream(path_, std::ios::binary) << content;
+  }
+  ~TempFile() { std::filesystem::remove(path_); }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  std::string path() const { return path_.string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+constexpr std::string_view kOneDatabase = R"([databases.app]
+url = "postgresql://alice:s3cret@db.internal:5433/appdb"
+)";
+
+Config valid_config() {
+  Config c;
+  Upstream u;
+  u.user = "alice";
+  u.dbname = "app";
+  c.databases.push_back(Database{"app", u});
+  return c;
+}
+
+std::string validate_error(const Config& c) {
+  protocol::Status s = validate(c);
+  REQUIRE_FALSE(s.ok());
+  return s.error().message;
+}
+
+TEST_CASE("defaults mirror the documented ones") {
+  Config c;
+  CHECK(c.listen_host == "127.0.0.1");
+  CHECK(c.listen_port == 6432);
+  CHECK(c.max_client_conn == 10000);
+  CHECK(c.max_server_connections == 15);
+  CHECK(c.min_server_connections == 5);
+  CHECK(c.query_wait_timeout == 30s);
+  CHECK(c.server_lifetime == 1h);
+  CHECK(c.client_login_timeout == 60s);
+  CHECK(c.server_idle_timeout == 10min);
+  CHECK(c.server_connect_timeout == 5s);
+  CHECK(c.server_retry_initial == 500ms);
+  CHECK(c.server_retry_max == 8s);
+  CHECK(c.max_message_size == 1024u * 1024u * 1024u);
+  CHECK(c.log_level == "info");
+  CHECK(c.databases.empty());
+  CHECK(validate(valid_config()).ok());
+}
+
+TEST_CASE("durations") {
+  CHECK(*parse_duration("250ms") == 250ms);
+  CHECK(*parse_duration("30s") == 30s);
+  CHECK(*parse_duration("30") == 30s);
+  CHECK(*parse_duration("5m") == 5min);
+  CHECK(*parse_duration("1h") == 1h);
+  CHECK(*parse_duration("1d") == 24h);
+  CHECK(*parse_duration("0") == 0s);
+  for (std::string_view bad : {"", "s", "-5s", "1.5s", "10 s", "10sec", "5M", " 5s", "1h30m",
+                               "99999999999999999999", "9999999999999999d"}) {
+    CAPTURE(bad);
+    Result<Duration> d = parse_duration(bad);
+    REQUIRE_FALSE(d.ok());
+    CHECK(contains(d.error().message, "duration"));
+  }
+}
+
+TEST_CASE("database URL: URI") {
+  Result<Upstream> u =
+      parse_database_url("postgresql://alice:p%40ss%2Fw@db.example.com:6543/sales");
+  REQUIRE(u.ok());
+  CHECK(u->user == "alice");
+  CHECK(u->password == "p@ss/w");
+  CHECK(u->host == "db.example.com");
+  CHECK(u->port == 6543);
+  CHECK(u->dbname == "sales");
+  CHECK(u->application_name == "pgmux");
+  CHECK(u->endpoint() == "db.example.com:6543");
+
+  u = parse_database_url("postgres://bob@/?sslmode=require&application_name=etl");
+  REQUIRE(u.ok());
+  CHECK(u->host == "127.0.0.1");
+  CHECK(u->port == 5432);
+  CHECK(u->dbname == "bob");  // Defaults to the user, as in libpq.
+  CHECK(u->password.empty());
+  CHECK(u->application_name == "etl");
+
+  u = parse_database_url("postgresql://carol@[::1]:5433/x");
+  REQUIRE(u.ok());
+  CHECK(u->host == "::1");
+  CHECK(u->endpoint() == "[::1]:5433");
+}
+
+TEST_CASE("database URL: key=value") {
+  Result<Upstream> u = parse_database_url(
+      "host=10.0.0.7 port=5544 user=dave password='a b\\'c' dbname=inv "
+      "sslmode=verify-full");
+  REQUIRE(u.ok());
+  CHECK(u->host == "10.0.0.7");
+  CHECK(u->port == 5544);
+  CHECK(u->user == "dave");
+  CHECK(u->password == "a b'c");
+  CHECK(u->dbname == "inv");
+}
+
+TEST_CASE("database URL: refused forms name the fix") {
+  Result<Upstream> u = parse_database_url("postgresql://alice@%2Fvar%2Frun%2Fpostgresql/app");
+  REQUIRE_FALSE(u.ok());
+  CHECK(contains(u.error().message, "Unix-domain socket"));
+  CHECK(contains(u.error().message, "127.0.0.1"));
+
+  u = parse_database_url("host=/tmp user=alice");
+  REQUIRE_FALSE(u.ok());
+  CHECK(contains(u.error().message, "TCP"));
+
+  u = parse_database_url("postgresql://alice@h1:5432,h2:5432/app");
+  REQUIRE_FALSE(u.ok());
+  CHECK(contains(u.error().message, "several hosts"));
+
+  u = parse_database_url("postgresql://alice@h1:notaport/app");
+  REQUIRE_FALSE(u.ok());
+  CHECK(contains(u.error().message, "port"));
+
+  u = parse_database_url("postgresql://alice:p@ss@h1/app");
+  REQUIRE_FALSE(u.ok());
+  CHECK(contains(u.error().message, "percent-encoded"));
+
+  u = parse_database_url("postgresql://alice:p/ss@h1/app");
+  REQUIRE_FALSE(u.ok());
+  CHECK(contains(u.error().message, "percent-encoded"));
+
+  u = parse_database_url("host=h1 bogus=1");
+  REQUIRE_FALSE(u.ok());
+  CHECK(contains(u.error().message, "bogus"));
+}
+
+TEST_CASE("TOML with every key and databases") {
+  constexpr std::string_view kToml = R"(
+listen = "[::1]:7000"
+max_client_conn = 500
+client_login_timeout = "15s"
+max_server_connections = 20
+min_server_connections = 2
+query_wait_timeout = 45
+server_lifetime = "2h"
+server_idle_timeout = "5m"
+server_connect_timeout = "3s"
+server_retry_initial = "250ms"
+server_retry_max = "1m"
+max_message_size = 65536
+log_level = "debug"
+database_url = "postgresql://svc:pw@10.1.1.1/svcdb"
+
+[databases.app]
+url = "postgresql://alice:fromurl@db.internal:5433/appdb"
+password = "override"
+
+[databases.reports]
+url = "host=replica.internal user=reporter dbname=appdb"
+)";
+  Result<Config> r = parse_toml(kToml, "pgmux.toml", Config{});
+  REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.error().message));
+  const Config& c = *r;
+  CHECK(c.listen_host == "::1");
+  CHECK(c.listen_port == 7000);
+  CHECK(c.max_client_conn == 500);
+  CHECK(c.client_login_timeout == 15s);
+  CHECK(c.max_server_connections == 20);
+  CHECK(c.min_server_connections == 2);
+  CHECK(c.query_wait_timeout == 45s);
+  CHECK(c.server_lifetime == 2h);
+  CHECK(c.server_idle_timeout == 5min);
+  CHECK(c.server_connect_timeout == 3s);
+  CHECK(c.server_retry_initial == 250ms);
+  CHECK(c.server_retry_max == 1min);
+  CHECK(c.max_message_size == 65536);
+  CHECK(c.log_level == "debug");
+  REQUIRE(c.databases.size() == 3);
+  const Database* app = c.find_database("app");
+  REQUIRE(app != nullptr);
+  CHECK(app->upstream.dbname == "appdb");
+  CHECK(app->upstream.password == "override");
+  CHECK(app->upstream.endpoint() == "db.internal:5433");
+  REQUIRE(c.find_database("reports") != nullptr);
+  CHECK(c.find_database("reports")->upstream.user == "reporter");
+  REQUIRE(c.find_database("svcdb") != nullptr);
+  CHECK(c.find_database("svcdb")->upstream.password == "pw");
+  CHECK(c.find_database("appdb") == nullptr);  // Clients use the table name.
+  CHECK(validate(c).ok());
+}
+
+TEST_CASE("TOML errors name the key, the place and the fix") {
+  Result<Config> r = parse_toml("max_server_conns = 10\n", "pgmux.toml", Config{});
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "unknown key 'max_server_conns' in pgmux.toml:1:1"));
+  CHECK(contains(r.error().message, "did you mean max_server_connections?"));
+  CHECK(contains(r.error().message, "query_wait_timeout"));  // The list of valid keys.
+
+  r = parse_toml("[databases.app]\nurl = \"postgresql://a@h/d\"\npasword = \"x\"\n", "p.toml",
+                 Config{});
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "unknown key 'pasword' in [databases.app] at p.toml:3:1"));
+  CHECK(contains(r.error().message, "did you mean password?"));
+
+  r = parse_toml(std::string(kOneDatabase) + "log_level = \"warn\"\n", "p.toml", Config{});
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "move top-level keys above the first [databases.NAME]"));
+
+  r = parse_toml("frobnicate = 1\n", "p.toml", Config{});
+  REQUIRE_FALSE(r.ok());
+  CHECK_FALSE(contains(r.error().message, "did you mean"));
+
+  r = parse_toml("max_client_conn = \"lots\"\n", "p.toml", Config{});
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "p.toml:1:19: max_client_conn must be an integer"));
+
+  r = parse_toml("query_wait_timeout = 1.5\n", "p.toml", Config{});
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "query_wait_timeout must be a duration"));
+
+  r = parse_toml("query_wait_timeout = \"soon\"\n", "p.toml", Config{});
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "query_wait_timeout: invalid duration 'soon'"));
+
+  r = parse_toml("listen = 6432\n", "p.toml", Config{});
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "listen must be a string"));
+
+  r = parse_toml("listen = \"::1:6432\"\n", "p.toml", Config{});
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "brackets"));
+
+  r = parse_toml("max_client_conn = -1\n", "p.toml", Config{});
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "max_client_conn"));
+
+  r = parse_toml("[databases.app]\npassword = \"x\"\n", "p.toml", Config{});
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "[databases.app] has no url"));
+
+  r = parse_toml("log_level = \"loud\"\n", "p.toml", Config{});
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "log_level"));
+}
+
+TEST_CASE("TOML syntax errors carry file:line:column and do not throw") {
+  Result<Config> r =
+      parse_toml("listen = \"127.0.0.1:6432\"\nmax_client_conn = = 3\n", "pgmux.toml", Config{});
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "pgmux.toml:2:"));
+}
+
+TEST_CASE("password_file overrides the URL's password, without its newline") {
+  TempFile secret("pgmux-config-test-password", "from-file\n");
+  std::string toml =
+      "[databases.app]\nurl = \"postgresql://alice:fromurl@h/appdb\"\n"
+      "password_file = \"" +
+      secret.path() + "\"\n";
+  Result<Config> r = parse_toml(toml, "p.toml", Config{});
+  REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.error().message));
+  CHECK(r->find_database("app")->upstream.password == "from-file");
+
+  r = parse_toml(
+      "[databases.app]\nurl = \"postgresql://a@h/d\"\n"
+      "password_file = \"/nonexistent/pgmux-secret\"\n",
+      "p.toml", Config{});
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "password_file"));
+}
+
+TEST_CASE("load: file, DATABASE_URL, PGMUX_* overrides, in that order") {
+  TempFile file("pgmux-config-test.toml",
+                "max_server_connections = 12\nlog_level = \"warn\"\n" + std::string(kOneDatabase));
+  LoadOptions options;
+  options.config_path = file.path();
+  options.getenv = env_of({
+      {"DATABASE_URL", "postgresql://bob:envpw@env-host:5434/envdb"},
+      {"PGMUX_MAX_SERVER_CONNECTIONS", "10"},
+      {"PGMUX_MIN_SERVER_CONNECTIONS", "3"},
+      {"PGMUX_QUERY_WAIT_TIMEOUT", "2m"},
+      {"PGMUX_SERVER_LIFETIME", "600"},
+      {"PGMUX_LISTEN", "0.0.0.0:0"},
+      {"PGMUX_LOG_LEVEL", ""},  // Empty counts as unset.
+  });
+  Result<Config> r = load(options);
+  REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.error().message));
+  CHECK(r->max_server_connections == 10);
+  CHECK(r->min_server_connections == 3);
+  CHECK(r->query_wait_timeout == 2min);
+  CHECK(r->server_lifetime == 600s);
+  CHECK(r->listen_host == "0.0.0.0");
+  CHECK(r->listen_port == 0);
+  CHECK(r->log_level == "warn");
+  REQUIRE(r->databases.size() == 2);
+  const Database* env_db = r->find_database("envdb");
+  REQUIRE(env_db != nullptr);
+  CHECK(env_db->upstream.endpoint() == "env-host:5434");
+  CHECK(env_db->upstream.password == "envpw");
+}
+
+TEST_CASE("load: DATABASE_URL alone is enough and replaces a same-named table") {
+  LoadOptions options;
+  options.getenv = env_of({{"DATABASE_URL", "postgresql://alice@h/app"}});
+  Result<Config> r = load(options);
+  REQUIRE(r.ok());
+  REQUIRE(r->databases.size() == 1);
+  CHECK(r->databases[0].name == "app");
+
+  TempFile file("pgmux-config-test-replace.toml", kOneDatabase);
+  options.config_path = file.path();
+  options.getenv = env_of({{"DATABASE_URL", "postgresql://zed@other/app"}});
+  r = load(options);
+  REQUIRE(r.ok());
+  REQUIRE(r->databases.size() == 1);
+  CHECK(r->find_database("app")->upstream.user == "zed");
+}
+
+TEST_CASE("load: errors name the variable or the file") {
+  LoadOptions options;
+  options.getenv =
+      env_of({{"DATABASE_URL", "postgresql://a@h/d"}, {"PGMUX_MAX_SERVER_CONNECTIONS", "fifteen"}});
+  Result<Config> r = load(options);
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "PGMUX_MAX_SERVER_CONNECTIONS must be an integer"));
+
+  options.getenv = env_of({{"DATABASE_URL", "postgresql://a@h/d"}, {"PGMUX_LISTEN", "nope"}});
+  r = load(options);
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "PGMUX_LISTEN"));
+
+  options.getenv = env_of({{"DATABASE_URL", "postgresql://a@/tmp/d?host=/tmp"}});
+  r = load(options);
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "DATABASE_URL"));
+
+  options.getenv = env_of({});
+  r = load(options);
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "no database configured"));
+
+  options.config_path = "/nonexistent/pgmux.toml";
+  r = load(options);
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "/nonexistent/pgmux.toml"));
+}
+
+TEST_CASE("validate: every rule names its key") {
+  Config c = valid_config();
+  c.databases.clear();
+  CHECK(contains(validate_error(c), "no database configured"));
+
+  c = valid_config();
+  c.max_server_connections = 0;
+  CHECK(contains(validate_error(c), "max_server_connections"));
+  c.max_server_connections = 10001;
+  CHECK(contains(validate_error(c), "max_server_connections"));
+
+  c = valid_config();
+  c.min_server_connections = 16;
+  std::string message = validate_error(c);
+  CHECK(contains(message, "min_server_connections"));
+  CHECK(contains(message, "max_server_connections"));
+
+  for (Duration Config::*field :
+       {&Config::client_login_timeout, &Config::query_wait_timeout, &Config::server_lifetime,
+        &Config::server_idle_timeout, &Config::server_connect_timeout,
+        &Config::server_retry_initial, &Config::server_retry_max}) {
+    c = valid_config();
+    c.*field = Duration::zero();
+    CHECK(contains(validate_error(c), "must be greater than zero"));
+  }
+  c = valid_config();
+  c.query_wait_timeout = Duration::zero();
+  CHECK(contains(validate_error(c), "query_wait_timeout"));
+
+  c = valid_config();
+  c.server_retry_initial = 10s;
+  CHECK(contains(validate_error(c), "server_retry_initial"));
+
+  c = valid_config();
+  c.max_message_size = 8191;
+  CHECK(contains(validate_error(c), "max_message_size"));
+
+  c = valid_config();
+  c.log_level = "verbose";
+  CHECK(contains(validate_error(c), "log_level"));
+
+  c = valid_config();
+  c.max_client_conn = 0;
+  CHECK(contains(validate_error(c), "max_client_conn"));
+
+  c = valid_config();
+  c.databases.push_back(c.databases[0]);
+  CHECK(contains(validate_error(c), "configured twice"));
+
+  c = valid_config();
+  c.databases[0].name.clear();
+  CHECK(contains(validate_error(c), "empty name"));
+
+  c = valid_config();
+  c.databases[0].upstream.user.clear();
+  CHECK(contains(validate_error(c), "has no user"));
+}
+
+TEST_CASE("no error message contains the password") {
+  const std::string password = "Sup3rS3cret";
+  std::vector<std::string> messages;
+  auto collect = [&](const auto& result) {
+    CAPTURE(messages.size());
+    REQUIRE_FALSE(result.ok());
+    messages.push_back(result.error().message);
+  };
+  collect(parse_database_url("postgresql://alice:" + password + "@/var/run/x?host=/tmp"));
+  collect(parse_database_url("postgresql://alice:" + password + "%zz@h/d"));
+  collect(parse_database_url("postgresql://alice:" + password + "@h1,h2/d"));
+  collect(parse_database_url("postgresql://alice:x@" + password + "@h/d"));
+  collect(parse_database_url("postgresql://alice:x/" + password + "@h/d"));
+  collect(parse_database_url("postgresql://alice:x@" + password + ":" + password + "@h/d"));
+  collect(parse_database_url("host=h user=alice password='" + password));
+  collect(parse_database_url("host=h password=" + password + " " + password + "x"));
+  collect(
+      parse_toml("[databases.app]\nurl = \"postgresql://a:" + password + "@h:99999/d\"\nfoo = 1\n",
+                 "p.toml", Config{}));
+  collect(parse_toml("[databases.app]\nurl = \"postgresql://a:" + password + "@h:99999/d\"\n",
+                     "p.toml", Config{}));
+  collect(parse_toml("[databases.app]\nurl = \"postgresql://a@h/d\"\npassword = 5\n", "p.toml",
+                     Config{}));
+  Result<Config> no_user = parse_toml(
+      "[databases.app]\nurl = \"postgresql://:" + password + "@h/d\"\n", "p.toml", Config{});
+  REQUIRE(no_user.ok());
+  collect(validate(*no_user));
+  LoadOptions options;
+  options.getenv = env_of({{"DATABASE_URL", "postgresql://alice:" + password + "@%2Ftmp/d"}});
+  collect(load(options));
+  for (const std::string& m : messages) {
+    CAPTURE(m);
+    CHECK_FALSE(m.empty());
+    CHECK_FALSE(contains(m, password));
+  }
+}
+
+}  // namespace
+}  // namespace pgmux::config

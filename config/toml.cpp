@@ -1,0 +1,209 @@
+// parse_toml: the only file that sees toml++. toml++ reports syntax errors by
+// throwing toml::parse_error; they are caught here and turned into an Error
+// with file:line:column, so no exception leaves config/.
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <exception>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "config/config.h"
+#include "config/scalar_keys.h"
+
+namespace pgmux::config {
+namespace {
+
+using detail::config_error;
+using protocol::Ok;
+using protocol::Status;
+
+constexpr std::array<std::string_view, 3> kDatabaseKeys = {"url", "password", "password_file"};
+
+std::string location(std::string_view origin, const toml::source_region& source) {
+  return std::string(origin) + ":" + std::to_string(source.begin.line) + ":" +
+         std::to_string(source.begin.column);
+}
+
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// "unknown key 'x' in pgmux.toml:3:1; did you mean y? Valid keys: a, b, c".
+template <class Names>
+protocol::Error unknown_key(std::string_view key, std::string_view where, const Names& valid) {
+  std::string_view best;
+  size_t best_distance = std::string_view::npos;
+  std::string list;
+  for (std::string_view name : valid) {
+    size_t d = edit_distance(key, name);
+    if (d < best_distance) {
+      best_distance = d;
+      best = name;
+    }
+    list += (list.empty() ? "" : ", ") + std::string(name);
+  }
+  std::string message = "unknown key '" + std::string(key) + "' in " + std::string(where);
+  // Suggest only a plausible typo, not any key at all.
+  if (best_distance * 2 < std::max(key.size(), best.size())) {
+    message += "; did you mean " + std::string(best) + "?";
+  } else {
+    message += ".";
+  }
+  return config_error(message + " Valid keys: " + list);
+}
+
+std::vector<std::string_view> scalar_and_table_names() {
+  std::vector<std::string_view> names;
+  names.reserve(detail::kScalarKeys.size() + 1);
+  for (const detail::KeySpec& key : detail::kScalarKeys) names.push_back(key.name);
+  names.emplace_back("databases");
+  return names;
+}
+
+Result<std::string> read_password_file(const std::string& path, const std::string& where) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return config_error(where + ": cannot read password_file '" + path +
+                        "'; check that it exists and that pgmux may read it");
+  }
+  std::ostringstream content;
+  content << in.rdbuf();
+  std::string password = content.str();
+  // Files written by editors and `echo` end in a newline that is not part of it.
+  while (!password.empty() && (password.back() == '\n' || password.back() == '\r')) {
+    password.pop_back();
+  }
+  return password;
+}
+
+Result<Database> parse_database(std::string_view name, const toml::node& node,
+                                std::string_view origin) {
+  const std::string table = "[databases." + std::string(name) + "]";
+  const toml::table* fields = node.as_table();
+  if (fields == nullptr) {
+    return config_error(location(origin, node.source()) + ": databases." + std::string(name) +
+                        " must be a table: write " + table + " with url = \"postgresql://...\"");
+  }
+  const toml::node* url = nullptr;
+  const toml::node* password = nullptr;
+  const toml::node* password_file = nullptr;
+  for (auto&& [key, value] : *fields) {
+    if (key.str() == "url") {
+      url = &value;
+    } else if (key.str() == "password") {
+      password = &value;
+    } else if (key.str() == "password_file") {
+      password_file = &value;
+    } else if (detail::find_scalar_key(key.str()) != nullptr) {
+      // A classic TOML slip: keys written after a [table] header belong to it.
+      return config_error("key '" + std::string(key.str()) + "' at " +
+                          location(origin, key.source()) + " is inside " + table +
+                          "; move top-level keys above the first [databases.NAME] table");
+    } else {
+      return unknown_key(key.str(), table + " at " + location(origin, key.source()), kDatabaseKeys);
+    }
+  }
+  const std::string where = location(origin, node.source()) + ": " + table;
+  if (url == nullptr) {
+    return config_error(where + " has no url; add url = \"postgresql://user@host:5432/dbname\"");
+  }
+  // No message below repeats a value: url and password may hold secrets.
+  auto string_of = [&](const toml::node* value, std::string_view key) -> Result<std::string> {
+    if (const auto* s = value->as_string()) return s->get();
+    return config_error(location(origin, value->source()) + ": " + table + " " + std::string(key) +
+                        " must be a string");
+  };
+  Result<std::string> url_text = string_of(url, "url");
+  if (!url_text) return url_text.error();
+  Result<Upstream> upstream = parse_database_url(*url_text);
+  if (!upstream) {
+    return config_error(location(origin, url->source()) + ": " + table +
+                        " url: " + upstream.error().message);
+  }
+  if (password != nullptr && password_file != nullptr) {
+    return config_error(where + " sets both password and password_file; keep only one");
+  }
+  if (password != nullptr) {
+    Result<std::string> text = string_of(password, "password");
+    if (!text) return text.error();
+    upstream->password = std::move(*text);
+  }
+  if (password_file != nullptr) {
+    Result<std::string> path = string_of(password_file, "password_file");
+    if (!path) return path.error();
+    Result<std::string> text = read_password_file(*path, where);
+    if (!text) return text.error();
+    upstream->password = std::move(*text);
+  }
+  return Database{std::string(name), std::move(*upstream)};
+}
+
+Status apply_root(const toml::table& root, std::string_view origin, Config& config) {
+  const toml::node* database_url = nullptr;
+  for (auto&& [key, value] : root) {
+    if (key.str() == "databases") {
+      const toml::table* databases = value.as_table();
+      if (databases == nullptr) {
+        return config_error(location(origin, value.source()) +
+                            ": databases must be a table of [databases.NAME] tables");
+      }
+      for (auto&& [name, fields] : *databases) {
+        Result<Database> database = parse_database(name.str(), fields, origin);
+        if (!database) return database.error();
+        detail::put_database(config, std::move(*database));
+      }
+      continue;
+    }
+    const detail::KeySpec* spec = detail::find_scalar_key(key.str());
+    if (spec == nullptr) {
+      return unknown_key(key.str(), location(origin, key.source()), scalar_and_table_names());
+    }
+    if (spec->kind == detail::KeyKind::kDatabaseUrl) {
+      database_url = &value;  // Applied last: it replaces a same-named [databases] entry.
+      continue;
+    }
+    detail::ScalarInput input;
+    if (const auto* i = value.as_integer()) input.integer = i->get();
+    if (const auto* s = value.as_string()) input.text = s->get();
+    input.where = location(origin, value.source()) + ": " + std::string(key.str());
+    Status status = detail::apply_scalar(config, *spec, input);
+    if (!status) return status;
+  }
+  if (database_url != nullptr) {
+    detail::ScalarInput input;
+    if (const auto* s = database_url->as_string()) input.text = s->get();
+    input.where = location(origin, database_url->source()) + ": database_url";
+    return detail::apply_scalar(config, *detail::find_scalar_key("database_url"), input);
+  }
+  return Ok{};
+}
+
+}  // namespace
+
+Result<Config> parse_toml(std::string_view text, std::string_view origin, Config base) {
+  try {
+    toml::table root = toml::parse(text, origin);
+    Status status = apply_root(root, origin, base);
+    if (!status) return status.error();
+    return base;
+  } catch (const toml::parse_error& e) {
+    return config_error(location(origin, e.source()) + ": " + std::string(e.description()));
+  } catch (const std::exception& e) {
+    return config_error(std::string(origin) + ": cannot load: " + e.what());
+  }
+}
+
+}  // namespace pgmux::config
