@@ -1,0 +1,125 @@
+// One client connection and its state machine:
+//
+//   kStartup -> kWaitingForWelcome -> kIdle <-> kWaitingForServer -> kActive
+//                                       ^                              |
+//                                       +------------------------------+
+//   any state -> kClosing (then freed by the Proxy in on_closed)
+//
+// kStartup reads the startup packet (answering SSLRequest and GSSENCRequest
+// with 'N', routing CancelRequest). kIdle holds no server; the first message
+// of the next transaction queues the client in its pool. kActive forwards the
+// client's messages to its server, whole slices at a time, deciding from the
+// 5-byte header alone; Terminate is never forwarded.
+//
+// A request that cannot be served (the queue deadline passed, or the
+// upstream rejected pgmux) gets an ERROR; the client's pending messages up to
+// the end of that request (Query, or Sync for the extended protocol) are
+// discarded and a ReadyForQuery follows, so the connection stays usable.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "protocol/result.h"
+#include "proxy/list.h"
+#include "proxy/stream.h"
+
+namespace pgmux::proxy {
+
+class Proxy;
+class Pool;
+class ServerConn;
+
+class ClientConn final : public PoolLink, public LoginLink, private StreamEvents {
+ public:
+  enum class State {
+    kStartup,
+    kWaitingForWelcome,
+    kIdle,
+    kWaitingForServer,
+    kActive,
+    kClosing,
+  };
+
+  ClientConn(Proxy& proxy, uint64_t id);
+  ClientConn(const ClientConn&) = delete;
+  ClientConn& operator=(const ClientConn&) = delete;
+
+  uint64_t id() const { return id_; }
+  State state() const { return state_; }
+  const std::string& tag() const { return tag_; }
+  Stream& stream() { return stream_; }
+  Pool* pool() const { return pool_; }
+  ServerConn* server() const { return server_; }
+  uint64_t accepted_at() const { return accepted_at_; }
+  uint64_t waiting_since() const { return waiting_since_; }
+  int32_t cancel_pid() const { return cancel_pid_; }
+  int32_t cancel_secret() const { return cancel_secret_; }
+  void set_cancel_key(int32_t pid, int32_t secret) {
+    cancel_pid_ = pid;
+    cancel_secret_ = secret;
+  }
+
+  // After accept: reads the startup packet.
+  void start();
+
+  // ---- Called by Pool ----
+  // Sends AuthenticationOk, the pool's ParameterStatus set, BackendKeyData
+  // and ReadyForQuery.
+  void welcome(const std::vector<std::pair<std::string, std::string>>& params);
+  void set_waiting(uint64_t now) {
+    state_ = State::kWaitingForServer;
+    waiting_since_ = now;
+  }
+  void attach(ServerConn* server);
+  void on_server_released();
+  // The current request gets an ERROR; the connection stays usable.
+  void fail_request(std::string_view sqlstate, std::string_view message, std::string_view hint);
+  // FATAL, then the connection closes.
+  void fail(std::string_view sqlstate, std::string_view message, std::string_view hint = {});
+
+  // ---- Called by the attached ServerConn ----
+  void on_server_lost();
+
+  // Closes at once (dropping unsent output) or after queued output.
+  void close() { shut(false); }
+
+ private:
+  void shut(bool after_writes);
+  void finish_discard();
+  // StreamEvents
+  void on_readable(Stream& stream) override;
+  void on_eof(Stream& stream, int status) override;
+  void on_lent_write_done(Stream& lender) override;
+  void on_closed(Stream& stream) override;
+
+  void process();
+  void process_startup();
+  void process_idle();
+  void process_active();
+  void flush_to_server();
+  void start_session(std::string_view user, std::string_view database);
+
+  Proxy& proxy_;
+  uint64_t id_;
+  std::string tag_;
+  std::string peer_;  // "address:port"
+  State state_ = State::kStartup;
+  Stream stream_;
+  Pool* pool_ = nullptr;
+  ServerConn* server_ = nullptr;
+  uint64_t accepted_at_ = 0;
+  uint64_t waiting_since_ = 0;
+  int32_t cancel_pid_ = 0;
+  int32_t cancel_secret_ = 0;
+
+  uint64_t message_left_ = 0;  // Bytes of a message being streamed to the server.
+  uint64_t discard_left_ = 0;  // Bytes of a message being discarded.
+  bool discarding_ = false;    // Skipping the rest of a failed request.
+  bool discard_ends_request_ = false;  // The message being discarded is a Query/Sync.
+};
+
+}  // namespace pgmux::proxy

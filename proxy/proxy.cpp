@@ -1,0 +1,233 @@
+#include "proxy/proxy.h"
+
+#include <openssl/rand.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <cstring>
+
+#include "protocol/sqlstate.h"
+#include "proxy/cancel.h"
+#include "proxy/log.h"
+
+namespace pgmux::proxy {
+namespace sqlstate = protocol::sqlstate;
+using protocol::Error;
+
+namespace {
+
+constexpr uint64_t kJanitorPeriodMs = 100;
+
+uint64_t cancel_key(int32_t pid, int32_t secret) {
+  return (static_cast<uint64_t>(static_cast<uint32_t>(pid)) << 32) | static_cast<uint32_t>(secret);
+}
+
+}  // namespace
+
+Proxy::Proxy(config::Config config, uv_loop_t* loop)
+    : config_(std::move(config)), loop_(loop), blocks_(16 * 1024), rng_(std::random_device{}()) {
+  for (const config::Database& database : config_.databases) {
+    const std::string endpoint = database.upstream.endpoint();
+    Upstream* upstream = nullptr;
+    for (auto& existing : upstreams_) {
+      if (existing->endpoint() == endpoint) upstream = existing.get();
+    }
+    if (upstream == nullptr) {
+      upstreams_.push_back(
+          std::make_unique<Upstream>(endpoint, config_.max_server_connections, config_));
+      upstream = upstreams_.back().get();
+    }
+    pools_.push_back(std::make_unique<Pool>(*this, database, *upstream));
+  }
+}
+
+Proxy::~Proxy() = default;
+
+protocol::Status Proxy::start() {
+  // Writes to a closed socket must fail with EPIPE, not kill the process.
+  std::signal(SIGPIPE, SIG_IGN);
+  sockaddr_storage address{};
+  const char* host = config_.listen_host.c_str();
+  if (uv_ip4_addr(host, config_.listen_port, reinterpret_cast<sockaddr_in*>(&address)) != 0 &&
+      uv_ip6_addr(host, config_.listen_port, reinterpret_cast<sockaddr_in6*>(&address)) != 0) {
+    return Error{"", "listen: \"" + config_.listen_host + "\" is not an IP address"};
+  }
+  uv_tcp_init(loop_, &listener_);
+  listener_.data = this;
+  uv_timer_init(loop_, &janitor_);
+  janitor_.data = this;
+  uv_async_init(loop_, &stop_async_, &Proxy::on_async);
+  stop_async_.data = this;
+  started_ = true;
+  int rc = uv_tcp_bind(&listener_, reinterpret_cast<const sockaddr*>(&address), 0);
+  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 4096, &Proxy::on_connection);
+  if (rc != 0) {
+    stop();
+    return Error{"", "cannot listen on " + config_.listen_host + ":" +
+                         std::to_string(config_.listen_port) + ": " + uv_strerror(rc)};
+  }
+  sockaddr_storage bound{};
+  int length = sizeof bound;
+  uv_tcp_getsockname(&listener_, reinterpret_cast<sockaddr*>(&bound), &length);
+  port_ = ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  uv_timer_start(&janitor_, &Proxy::on_janitor, kJanitorPeriodMs, kJanitorPeriodMs);
+
+  spdlog::info("pgmux listening on {}", format_address(reinterpret_cast<sockaddr*>(&bound)));
+  for (auto& pool : pools_) {
+    const config::Upstream& up = pool->database().upstream;
+    spdlog::info("database \"{}\" -> {}/{} as user \"{}\" (at most {} server connections, {} kept "
+                 "warm)",
+                 pool->name(), up.endpoint(), up.dbname, up.user, config_.max_server_connections,
+                 config_.min_server_connections);
+    pool->tick(now());
+  }
+  return protocol::Ok{};
+}
+
+void Proxy::handle_signals() {
+  uv_signal_init(loop_, &sigint_);
+  uv_signal_init(loop_, &sigterm_);
+  sigint_.data = sigterm_.data = this;
+  uv_signal_start(&sigint_, &Proxy::on_signal, SIGINT);
+  uv_signal_start(&sigterm_, &Proxy::on_signal, SIGTERM);
+  signals_ = true;
+}
+
+void Proxy::on_signal(uv_signal_t* handle, int signum) {
+  spdlog::info("received {}: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+  static_cast<Proxy*>(handle->data)->stop();
+}
+
+void Proxy::request_stop() { uv_async_send(&stop_async_); }
+
+void Proxy::on_async(uv_async_t* handle) { static_cast<Proxy*>(handle->data)->stop(); }
+
+void Proxy::stop() {
+  if (stopping_) return;
+  stopping_ = true;
+  if (started_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&janitor_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&stop_async_), nullptr);
+  }
+  if (signals_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
+  }
+  for (auto& pool : pools_) pool->close_all();
+  for (auto& [id, client] : clients_) {
+    if (client->state() == ClientConn::State::kIdle) {
+      client->fail(sqlstate::kAdminShutdown, "pgmux is shutting down");
+    } else {
+      client->close();
+    }
+  }
+}
+
+void Proxy::on_connection(uv_stream_t* listener, int status) {
+  auto* self = static_cast<Proxy*>(listener->data);
+  if (status < 0) {
+    spdlog::warn("accept failed: {}", uv_strerror(status));
+    return;
+  }
+  self->accept_client();
+}
+
+void Proxy::accept_client() {
+  const uint64_t id = next_id();
+  auto owned = std::make_unique<ClientConn>(*this, id);
+  ClientConn* client = owned.get();
+  clients_.emplace(id, std::move(owned));
+  if (uv_accept(reinterpret_cast<uv_stream_t*>(&listener_), client->stream().uv()) != 0) {
+    client->close();
+    return;
+  }
+  logging_in_.push_back(client);
+  client->start();
+  if (clients_.size() > config_.max_client_conn) {
+    spdlog::warn("{}: refused: max_client_conn ({}) reached", client->tag(),
+                 config_.max_client_conn);
+    client->fail(sqlstate::kTooManyConnections,
+                 "too many client connections to pgmux (max_client_conn = " +
+                     std::to_string(config_.max_client_conn) + ")");
+  }
+}
+
+Pool* Proxy::find_pool(std::string_view database) {
+  for (auto& pool : pools_) {
+    if (pool->name() == database) return pool.get();
+  }
+  return nullptr;
+}
+
+ServerConn* Proxy::open_server(Pool& pool) {
+  const uint64_t id = next_id();
+  auto owned = std::make_unique<ServerConn>(*this, pool, id);
+  ServerConn* server = owned.get();
+  servers_.emplace(id, std::move(owned));
+  pool.on_server_opening(server);
+  server->start();
+  return server;
+}
+
+void Proxy::register_cancel_key(ClientConn* client) {
+  int32_t pid = 0;
+  int32_t secret = 0;
+  do {
+    uint32_t random[2];
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(random), sizeof random) != 1) {
+      spdlog::critical("the OpenSSL random generator failed");
+      std::abort();
+    }
+    pid = static_cast<int32_t>(random[0] & 0x7fffffff);
+    secret = static_cast<int32_t>(random[1]);
+  } while (pid == 0 || by_cancel_key_.count(cancel_key(pid, secret)) != 0);
+  client->set_cancel_key(pid, secret);
+  by_cancel_key_.emplace(cancel_key(pid, secret), client);
+}
+
+void Proxy::forward_cancel(int32_t pid, int32_t secret) {
+  auto it = by_cancel_key_.find(cancel_key(pid, secret));
+  if (it == by_cancel_key_.end()) {
+    spdlog::debug("cancel request with an unknown key: ignored");
+    return;
+  }
+  ServerConn* server = it->second->server();
+  if (server == nullptr || server->backend_pid() == 0) {
+    spdlog::debug("{}: cancel request while no query runs: ignored", it->second->tag());
+    return;
+  }
+  spdlog::info("{}: forwarding a cancel request to {}", it->second->tag(), server->tag());
+  const uint64_t id = next_id();
+  auto owned = std::make_unique<CancelConn>(*this, id, server->backend_pid(),
+                                            server->backend_secret());
+  CancelConn* cancel = owned.get();
+  cancels_.emplace(id, std::move(owned));
+  cancel->start(reinterpret_cast<const sockaddr*>(&server->peer_address()));
+}
+
+void Proxy::on_client_closed(ClientConn* client) {
+  if (client->cancel_pid() != 0) {
+    by_cancel_key_.erase(cancel_key(client->cancel_pid(), client->cancel_secret()));
+  }
+  clients_.erase(client->id());
+}
+
+void Proxy::on_server_closed(ServerConn* server) { servers_.erase(server->id()); }
+
+void Proxy::on_cancel_closed(CancelConn* cancel) { cancels_.erase(cancel->id()); }
+
+void Proxy::on_janitor(uv_timer_t* timer) { static_cast<Proxy*>(timer->data)->janitor_tick(); }
+
+void Proxy::janitor_tick() {
+  const uint64_t t = now();
+  const auto login_ms = static_cast<uint64_t>(config_.client_login_timeout.count());
+  while (ClientConn* client = logging_in_.front()) {
+    if (t < client->accepted_at() + login_ms) break;
+    logging_in_.remove(client);
+    client->fail(sqlstate::kProtocolViolation, "no complete startup packet within the login timeout");
+  }
+  for (auto& pool : pools_) pool->tick(t);
+}
+
+}  // namespace pgmux::proxy

@@ -1,0 +1,103 @@
+// The Proxy owns the event loop's contents: the listener, every client and
+// server connection (through one registry each), the pools and upstream
+// budgets, the janitor timer that drives every timeout, cancel forwarding and
+// signal handling. One loop, one thread, no globals: several Proxies could
+// run share-nothing on several loops.
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "config/config.h"
+#include "protocol/result.h"
+#include "proxy/buffer.h"
+#include "proxy/client_conn.h"
+#include "proxy/list.h"
+#include "proxy/pool.h"
+#include "proxy/server_conn.h"
+
+namespace pgmux::proxy {
+
+class CancelConn;
+
+class Proxy {
+ public:
+  // REQUIRES: `config` passed config::validate. The loop must outlive the Proxy.
+  Proxy(config::Config config, uv_loop_t* loop);
+  ~Proxy();
+  Proxy(const Proxy&) = delete;
+  Proxy& operator=(const Proxy&) = delete;
+
+  // Binds and listens (port 0 picks a free one), starts the janitor and the
+  // warm-up of min_server_connections. Call before running the loop.
+  protocol::Status start();
+  uint16_t port() const { return port_; }
+  // SIGINT and SIGTERM call stop().
+  void handle_signals();
+  // Closes the listener and every connection; the loop then runs dry.
+  void stop();
+  // Thread-safe: asks the loop's thread to stop(). Valid after start().
+  void request_stop();
+
+  // ---- For connections ----
+  uv_loop_t* loop() { return loop_; }
+  const config::Config& config() const { return config_; }
+  BlockPool& blocks() { return blocks_; }
+  uint64_t now() const { return uv_now(loop_); }
+  std::mt19937_64& rng() { return rng_; }
+  uint64_t next_id() { return ++last_id_; }
+  bool stopping() const { return stopping_; }
+
+  Pool* find_pool(std::string_view database);
+  ServerConn* open_server(Pool& pool);
+  IntrusiveList<ClientConn, LoginLink>& logging_in() { return logging_in_; }
+  // Random cancel keys for clients; never the server's.
+  void register_cancel_key(ClientConn* client);
+  void forward_cancel(int32_t pid, int32_t secret);
+
+  void on_client_closed(ClientConn* client);
+  void on_server_closed(ServerConn* server);
+  void on_cancel_closed(CancelConn* cancel);
+
+ private:
+  static void on_connection(uv_stream_t* listener, int status);
+  static void on_janitor(uv_timer_t* timer);
+  static void on_signal(uv_signal_t* handle, int signum);
+  static void on_async(uv_async_t* handle);
+  void accept_client();
+  void janitor_tick();
+
+  config::Config config_;
+  uv_loop_t* loop_;
+  BlockPool blocks_;
+  std::mt19937_64 rng_;
+  uint64_t last_id_ = 0;
+  bool stopping_ = false;
+  uint16_t port_ = 0;
+
+  uv_tcp_t listener_{};
+  uv_timer_t janitor_{};
+  uv_signal_t sigint_{};
+  uv_signal_t sigterm_{};
+  uv_async_t stop_async_{};
+  bool started_ = false;
+  bool signals_ = false;
+
+  std::vector<std::unique_ptr<Upstream>> upstreams_;
+  std::vector<std::unique_ptr<Pool>> pools_;
+  std::unordered_map<uint64_t, std::unique_ptr<ClientConn>> clients_;
+  std::unordered_map<uint64_t, std::unique_ptr<ServerConn>> servers_;
+  std::unordered_map<uint64_t, std::unique_ptr<CancelConn>> cancels_;
+  std::unordered_map<uint64_t, ClientConn*> by_cancel_key_;
+  IntrusiveList<ClientConn, LoginLink> logging_in_;
+};
+
+}  // namespace pgmux::proxy

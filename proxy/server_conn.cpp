@@ -1,0 +1,497 @@
+#include "proxy/server_conn.h"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <cstring>
+
+#include "protocol/frame.h"
+#include "protocol/messages.h"
+#include "protocol/sqlstate.h"
+#include "proxy/client_conn.h"
+#include "proxy/log.h"
+#include "proxy/pool.h"
+#include "proxy/proxy.h"
+
+namespace pgmux::proxy {
+namespace sqlstate = protocol::sqlstate;
+using protocol::Error;
+using protocol::FrameStatus;
+
+namespace {
+
+// Refusals that mean "the upstream has no room for another connection right
+// now". PostgreSQL says 53300; Supabase's Supavisor sends FATAL XX000 with
+// one of these message prefixes (see docs/ARCHITECTURE.md).
+bool is_capacity_refusal(std::string_view code, std::string_view message) {
+  if (code == sqlstate::kTooManyConnections || code == sqlstate::kCannotConnectNow) return true;
+  if (code != sqlstate::kInternalError) return false;
+  static constexpr std::array<std::string_view, 6> kMarkers = {
+      "MaxClientsInSessionMode", "(EMAXCONNSESSION)", "(EMAXCONN)",
+      "Max client connections reached", "(ECHECKOUTTIMEOUT)", "(ECIRCUITBREAKER)"};
+  for (std::string_view marker : kMarkers) {
+    if (message.find(marker) != std::string_view::npos) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+ServerConn::ServerConn(Proxy& proxy, Pool& pool, uint64_t id)
+    : proxy_(proxy), pool_(pool), id_(id), stream_(*this, proxy.blocks()) {}
+
+void ServerConn::start() {
+  const config::Upstream& up = pool_.database().upstream;
+  tag_ = "S-" + std::to_string(id_) + " " + pool_.name() + "@" + up.endpoint();
+  opened_at_ = proxy_.now();
+  if (stream_.init(proxy_.loop()) != 0) {
+    spdlog::critical("{}: cannot create a TCP handle", tag_);
+    std::abort();
+  }
+  state_ = State::kResolving;
+  sockaddr_storage address{};
+  if (uv_ip4_addr(up.host.c_str(), up.port, reinterpret_cast<sockaddr_in*>(&address)) == 0 ||
+      uv_ip6_addr(up.host.c_str(), up.port, reinterpret_cast<sockaddr_in6*>(&address)) == 0) {
+    connect_to(reinterpret_cast<const sockaddr*>(&address));
+    return;
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  resolve_req_.data = this;
+  const std::string port = std::to_string(up.port);
+  int rc = uv_getaddrinfo(proxy_.loop(), &resolve_req_, &ServerConn::on_resolved, up.host.c_str(),
+                          port.c_str(), &hints);
+  if (rc != 0) {
+    login_failed(Error{std::string(sqlstate::kUnableToConnect),
+                       "could not resolve " + up.host + ": " + uv_strerror(rc)},
+                 true);
+    return;
+  }
+  resolve_pending_ = true;
+}
+
+void ServerConn::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* result) {
+  auto* self = static_cast<ServerConn*>(req->data);
+  self->resolve_pending_ = false;
+  if (self->state_ == State::kClosing) {
+    uv_freeaddrinfo(result);
+    if (self->stream_closed_) self->proxy_.on_server_closed(self);
+    return;
+  }
+  if (status != 0 || result == nullptr) {
+    const std::string& host = self->pool_.database().upstream.host;
+    self->login_failed(Error{std::string(sqlstate::kUnableToConnect),
+                             "could not resolve " + host + ": " + uv_strerror(status)},
+                       true);
+  } else {
+    self->connect_to(result->ai_addr);
+  }
+  uv_freeaddrinfo(result);
+}
+
+void ServerConn::connect_to(const sockaddr* address) {
+  std::memcpy(&peer_, address,
+              address->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in));
+  state_ = State::kConnecting;
+  uv_tcp_nodelay(stream_.tcp(), 1);
+  uv_tcp_keepalive(stream_.tcp(), 1, 60);
+  connect_req_.data = this;
+  int rc = uv_tcp_connect(&connect_req_, stream_.tcp(), address, &ServerConn::on_connected);
+  if (rc != 0) {
+    login_failed(Error{std::string(sqlstate::kUnableToConnect),
+                       "could not connect to " + pool_.database().upstream.endpoint() + ": " +
+                           uv_strerror(rc)},
+                 true);
+  }
+}
+
+void ServerConn::on_connected(uv_connect_t* req, int status) {
+  auto* self = static_cast<ServerConn*>(req->data);
+  if (status == UV_ECANCELED || self->state_ == State::kClosing) return;
+  if (status < 0) {
+    self->login_failed(Error{std::string(sqlstate::kUnableToConnect),
+                             "could not connect to " + self->pool_.database().upstream.endpoint() +
+                                 ": " + uv_strerror(status)},
+                       true);
+    return;
+  }
+  self->state_ = State::kLoggingIn;
+  self->send_startup();
+  self->stream_.start_reading();
+}
+
+void ServerConn::send_startup() {
+  const config::Upstream& up = pool_.database().upstream;
+  std::vector<std::pair<std::string, std::string>> params = {{"user", up.user},
+                                                             {"database", up.dbname}};
+  if (!up.application_name.empty()) params.emplace_back("application_name", up.application_name);
+  protocol::Bytes out;
+  protocol::append_startup_message(out, params);
+  stream_.write_owned(out);
+}
+
+void ServerConn::on_readable(Stream& /*stream*/) {
+  switch (state_) {
+    case State::kLoggingIn:
+      process_login();
+      break;
+    case State::kIdle:
+      process_idle();
+      break;
+    case State::kActive:
+      process_active();
+      break;
+    default:
+      break;
+  }
+}
+
+void ServerConn::process_login() {
+  Buffer& in = stream_.input();
+  const uint32_t max = proxy_.config().max_message_size;
+  while (state_ == State::kLoggingIn) {
+    protocol::ByteView bytes = in.unparsed();
+    protocol::Frame frame = protocol::frame_message(bytes, max);
+    if (frame.status == FrameStatus::kInvalid ||
+        (frame.status == FrameStatus::kComplete && frame.size > in.capacity())) {
+      login_failed(Error{std::string(sqlstate::kProtocolViolation),
+                         "invalid or oversized message from the server during login"},
+                   false);
+      return;
+    }
+    if (!frame.whole_in(bytes)) return;
+    protocol::ByteView message = bytes.first(frame.size);
+    in.consume(frame.size);
+    if (!handle_login_message(frame.type, message)) return;
+  }
+  if (state_ == State::kIdle || state_ == State::kActive) on_readable(stream_);
+}
+
+bool ServerConn::handle_login_message(char type, protocol::ByteView message) {
+  const config::Upstream& up = pool_.database().upstream;
+  protocol::Bytes out;
+  switch (type) {
+    case 'R': {
+      auto auth = protocol::parse_authentication(message);
+      if (!auth) {
+        login_failed(auth.error(), false);
+        return false;
+      }
+      const bool needs_password = auth->code != protocol::kAuthOk &&
+                                  auth->code != protocol::kAuthSaslFinal;
+      if (needs_password && up.password.empty()) {
+        login_failed(Error{std::string(sqlstate::kInvalidPassword),
+                           "the upstream asks user \"" + up.user +
+                               "\" for a password, but pgmux has none: put it in the url or "
+                               "password_file of database \"" + pool_.name() + "\""},
+                     false);
+        return false;
+      }
+      switch (auth->code) {
+        case protocol::kAuthOk:
+          break;
+        case protocol::kAuthCleartextPassword:
+          protocol::append_password_message(out, up.password);
+          break;
+        case protocol::kAuthMd5Password: {
+          if (auth->data.size() != 4) {
+            login_failed(Error{std::string(sqlstate::kProtocolViolation), "bad MD5 salt"}, false);
+            return false;
+          }
+          std::array<uint8_t, 4> salt{};
+          std::memcpy(salt.data(), auth->data.data(), 4);
+          protocol::append_password_message(out,
+                                            protocol::md5_password_response(up.user, up.password, salt));
+          break;
+        }
+        case protocol::kAuthSasl: {
+          auto mechanisms = protocol::parse_sasl_mechanisms(auth->data);
+          bool scram = false;
+          if (mechanisms) {
+            for (std::string_view m : *mechanisms) scram = scram || m == "SCRAM-SHA-256";
+          }
+          if (!scram) {
+            login_failed(Error{std::string(sqlstate::kFeatureNotSupported),
+                               "the upstream offers no SASL mechanism pgmux supports "
+                               "(SCRAM-SHA-256 without channel binding)"},
+                         false);
+            return false;
+          }
+          scram_ = std::make_unique<protocol::ScramClient>("", up.password);
+          protocol::append_sasl_initial_response(out, "SCRAM-SHA-256",
+                                                 scram_->client_first_message());
+          break;
+        }
+        case protocol::kAuthSaslContinue: {
+          if (!scram_) {
+            login_failed(Error{std::string(sqlstate::kProtocolViolation), "unexpected SASL message"},
+                         false);
+            return false;
+          }
+          std::string_view server_first(reinterpret_cast<const char*>(auth->data.data()),
+                                        auth->data.size());
+          auto client_final = scram_->handle_server_first(server_first);
+          if (!client_final) {
+            login_failed(client_final.error(), false);
+            return false;
+          }
+          protocol::append_sasl_response(out, *client_final);
+          break;
+        }
+        case protocol::kAuthSaslFinal: {
+          std::string_view server_final(reinterpret_cast<const char*>(auth->data.data()),
+                                        auth->data.size());
+          auto verified = scram_ ? scram_->verify_server_final(server_final)
+                                 : protocol::Status(Error{std::string(sqlstate::kProtocolViolation),
+                                                          "unexpected SASL final message"});
+          if (!verified) {
+            login_failed(verified.error(), false);
+            return false;
+          }
+          scram_.reset();
+          break;
+        }
+        default:
+          login_failed(Error{std::string(sqlstate::kFeatureNotSupported),
+                             "the upstream asks for an authentication method pgmux does not "
+                             "support (code " + std::to_string(auth->code) + ")"},
+                       false);
+          return false;
+      }
+      if (!out.empty()) stream_.write_owned(out);
+      return true;
+    }
+    case 'S': {
+      auto status = protocol::parse_parameter_status(message);
+      if (status) {
+        bool found = false;
+        for (auto& [name, value] : params_) {
+          if (name == status->name) {
+            value = std::string(status->value);
+            found = true;
+          }
+        }
+        if (!found) params_.emplace_back(std::string(status->name), std::string(status->value));
+      }
+      return true;
+    }
+    case 'K': {
+      auto key = protocol::parse_backend_key_data(message);
+      if (key) {
+        backend_pid_ = key->pid;
+        backend_secret_ = key->secret;
+      }
+      return true;
+    }
+    case 'E': {
+      auto fields = protocol::parse_error_response(message);
+      if (!fields) {
+        login_failed(fields.error(), false);
+        return false;
+      }
+      const bool capacity = is_capacity_refusal(fields->sqlstate, fields->message);
+      login_failed(Error{std::string(fields->sqlstate), std::string(fields->message)}, capacity);
+      return false;
+    }
+    case 'Z': {
+      state_ = State::kIdle;
+      tx_status_ = 'I';
+      const uint64_t now = proxy_.now();
+      idle_since_ = now;
+      // Spread recycling: each server lives 90-100 % of server_lifetime.
+      const uint64_t lifetime = static_cast<uint64_t>(proxy_.config().server_lifetime.count());
+      expires_at_ = now + lifetime - (lifetime > 10 ? proxy_.rng()() % (lifetime / 10) : 0);
+      spdlog::debug("{}: logged in (backend pid {})", tag_, backend_pid_);
+      pool_.on_server_ready(this);
+      return false;
+    }
+    case 'N':
+    case 'v':  // NegotiateProtocolVersion: we asked for 3.0 only.
+      return true;
+    default:
+      login_failed(Error{std::string(sqlstate::kProtocolViolation),
+                         std::string("unexpected message '") + type + "' from the server during login"},
+                   false);
+      return false;
+  }
+}
+
+void ServerConn::login_failed(const Error& error, bool capacity) {
+  if (state_ == State::kClosing) return;
+  pool_.on_server_login_failed(this, error, capacity);
+  close(capacity ? "no capacity upstream" : "login failed");
+}
+
+void ServerConn::process_idle() {
+  // An idle server may still send NoticeResponse, ParameterStatus or
+  // NotificationResponse (55.2.7); nobody wants them. An ErrorResponse here
+  // is FATAL (the backend is going away).
+  Buffer& in = stream_.input();
+  while (state_ == State::kIdle) {
+    protocol::ByteView bytes = in.unparsed();
+    protocol::Frame frame = protocol::frame_message(bytes, proxy_.config().max_message_size);
+    if (frame.status == FrameStatus::kInvalid ||
+        (frame.status == FrameStatus::kComplete && frame.size > in.capacity())) {
+      close("invalid message from an idle server");
+      return;
+    }
+    if (!frame.whole_in(bytes)) return;
+    if (frame.type == 'E') {
+      auto fields = protocol::parse_error_response(bytes.first(frame.size));
+      spdlog::info("{}: idle server reported {}: closing it", tag_,
+                   fields ? std::string(fields->message) : std::string("an error"));
+      close("error on an idle server");
+      return;
+    }
+    if (frame.type != 'N' && frame.type != 'S' && frame.type != 'A') {
+      close("unexpected message from an idle server");
+      return;
+    }
+    in.consume(frame.size);
+  }
+}
+
+void ServerConn::attach(ClientConn* client) {
+  client_ = client;
+  state_ = State::kActive;
+  release_after_flush_ = false;
+}
+
+void ServerConn::detach() {
+  client_ = nullptr;
+  state_ = State::kIdle;
+  idle_since_ = proxy_.now();
+}
+
+void ServerConn::note_client_message(char type) {
+  switch (type) {
+    case 'Q':  // Query, Sync and FunctionCall each get exactly one ReadyForQuery.
+    case 'S':
+    case 'F':
+      ++outstanding_;
+      unsynced_ = false;
+      break;
+    case 'd':  // CopyData, CopyDone, CopyFail and Flush leave nothing to sync.
+    case 'c':
+    case 'f':
+    case 'H':
+      break;
+    default:  // Parse, Bind, Describe, Execute, Close: answered at the next Sync.
+      unsynced_ = true;
+      break;
+  }
+}
+
+void ServerConn::process_active() {
+  Buffer& in = stream_.input();
+  const uint32_t max = proxy_.config().max_message_size;
+  while (state_ == State::kActive && !stream_.lending()) {
+    protocol::ByteView bytes = in.unparsed();
+    if (bytes.empty()) break;
+    if (message_left_ > 0) {
+      const size_t take = std::min<uint64_t>(message_left_, bytes.size());
+      in.mark_parsed(take);
+      message_left_ -= take;
+      continue;
+    }
+    protocol::Frame frame = protocol::frame_message(bytes, max);
+    if (frame.status == FrameStatus::kNeedMore) break;
+    if (frame.status == FrameStatus::kInvalid) {
+      close("invalid message from the server");
+      return;
+    }
+    if (frame.type == 'Z') {
+      if (frame.size > in.capacity()) {
+        close("oversized ReadyForQuery from the server");
+        return;
+      }
+      if (!frame.whole_in(bytes)) break;
+      auto status = protocol::parse_ready_for_query(bytes.first(frame.size));
+      if (!status) {
+        close("malformed ReadyForQuery from the server");
+        return;
+      }
+      tx_status_ = *status;
+      if (outstanding_ > 0) --outstanding_;
+      in.mark_parsed(frame.size);
+      if (clean()) release_after_flush_ = true;
+      continue;
+    }
+    const size_t take = std::min<size_t>(frame.size, bytes.size());
+    in.mark_parsed(take);
+    message_left_ = frame.size - take;
+  }
+  flush_to_client();
+}
+
+void ServerConn::flush_to_client() {
+  Buffer& in = stream_.input();
+  if (!in.pending().empty()) {
+    if (client_->stream().write_lent(stream_)) {
+      in.mark_sent();
+    } else {
+      stream_.stop_reading();  // Backpressure: resume in on_lent_write_done.
+      return;
+    }
+  }
+  maybe_release();
+}
+
+void ServerConn::maybe_release() {
+  if (!release_after_flush_ || state_ != State::kActive) return;
+  release_after_flush_ = false;
+  if (clean() && !stream_.lending() && !stream_.lent_write_pending()) pool_.release(this);
+}
+
+void ServerConn::on_lent_write_done(Stream& /*lender*/) {
+  stream_.input().mark_sent();
+  if (state_ != State::kActive) return;
+  stream_.start_reading();
+  maybe_release();
+  if (state_ == State::kActive) process_active();
+}
+
+void ServerConn::on_client_gone() {
+  client_ = nullptr;
+  if (state_ != State::kActive) return;
+  if (clean() && message_left_ == 0 && !stream_.lending() && !stream_.lent_write_pending()) {
+    pool_.release(this);
+  } else {
+    close("its client disconnected inside a transaction");
+  }
+}
+
+void ServerConn::on_eof(Stream& /*stream*/, int status) {
+  if (state_ == State::kLoggingIn || state_ == State::kConnecting) {
+    login_failed(Error{std::string(sqlstate::kConnectionFailure),
+                       std::string("the upstream closed the connection during login: ") +
+                           uv_strerror(status)},
+                 true);
+    return;
+  }
+  close("the upstream closed the connection");
+}
+
+void ServerConn::close(const char* reason) {
+  if (state_ == State::kClosing) return;
+  const State previous = state_;
+  state_ = State::kClosing;
+  spdlog::info("{}: closing: {}", tag_, reason);
+  if (client_ != nullptr) {
+    ClientConn* client = client_;
+    client_ = nullptr;
+    client->on_server_lost();
+  }
+  (void)previous;
+  pool_.on_server_closed(this);
+  if (resolve_pending_) uv_cancel(reinterpret_cast<uv_req_t*>(&resolve_req_));
+  stream_.close();
+}
+
+void ServerConn::on_closed(Stream& /*stream*/) {
+  stream_closed_ = true;
+  if (!resolve_pending_) proxy_.on_server_closed(this);
+}
+
+}  // namespace pgmux::proxy

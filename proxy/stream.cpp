@@ -1,0 +1,171 @@
+#include "proxy/stream.h"
+
+#include <cstring>
+#include <memory>
+
+namespace pgmux::proxy {
+namespace {
+
+// An owned write that the kernel did not take at once: the bytes live here
+// until libuv's callback.
+struct OwnedWrite {
+  uv_write_t req{};
+  std::string bytes;
+};
+
+Stream* stream_of(uv_handle_t* handle) { return static_cast<Stream*>(handle->data); }
+
+}  // namespace
+
+Stream::Stream(StreamEvents& events, BlockPool& blocks) : events_(events), input_(blocks) {}
+
+int Stream::init(uv_loop_t* loop) {
+  int rc = uv_tcp_init(loop, &tcp_);
+  if (rc == 0) {
+    tcp_.data = this;
+    initialised_ = true;
+  }
+  return rc;
+}
+
+void Stream::start_reading() {
+  if (reading_ || closing_ || shutting_down_) return;
+  if (uv_read_start(uv(), &Stream::on_alloc, &Stream::on_read) == 0) reading_ = true;
+}
+
+void Stream::stop_reading() {
+  if (!reading_) return;
+  uv_read_stop(uv());
+  reading_ = false;
+}
+
+void Stream::on_alloc(uv_handle_t* handle, size_t /*suggested*/, uv_buf_t* buf) {
+  std::span<uint8_t> tail = stream_of(handle)->input_.free_tail();
+  *buf = uv_buf_init(reinterpret_cast<char*>(tail.data()), static_cast<unsigned>(tail.size()));
+}
+
+void Stream::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* /*buf*/) {
+  Stream* self = stream_of(reinterpret_cast<uv_handle_t*>(s));
+  if (nread > 0) {
+    self->input_.commit_received(static_cast<size_t>(nread));
+    self->events_.on_readable(*self);
+  } else if (nread < 0) {
+    self->stop_reading();
+    self->events_.on_eof(*self, static_cast<int>(nread));
+  }
+  if (!self->closing_ && self->lent_to_ == nullptr) self->input_.shrink_if_empty();
+}
+
+bool Stream::write_lent(Stream& lender) {
+  std::span<const uint8_t> bytes = lender.input_.pending();
+  if (bytes.empty()) return true;
+  if (closing_ || shutting_down_) return true;  // Nobody to deliver to: drop.
+  uv_buf_t buf = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(bytes.data())),
+                             static_cast<unsigned>(bytes.size()));
+  int written = uv_try_write(uv(), &buf, 1);
+  if (written == static_cast<int>(bytes.size())) return true;
+  if (written < 0 && written != UV_EAGAIN) {
+    close();
+    return true;
+  }
+  if (written > 0) {
+    buf.base += written;
+    buf.len -= static_cast<size_t>(written);
+  }
+  borrowed_from_ = &lender;
+  lender.lent_to_ = this;
+  if (uv_write(&lent_req_, uv(), &buf, 1, &Stream::on_lent_written) != 0) {
+    borrowed_from_ = nullptr;
+    lender.lent_to_ = nullptr;
+    close();
+    return true;
+  }
+  return false;
+}
+
+void Stream::on_lent_written(uv_write_t* req, int status) {
+  Stream* self = stream_of(reinterpret_cast<uv_handle_t*>(req->handle));
+  self->finish_lent_write();
+  if (status < 0 && status != UV_ECANCELED) self->close();
+}
+
+void Stream::finish_lent_write() {
+  Stream* lender = borrowed_from_;
+  borrowed_from_ = nullptr;
+  if (lender == nullptr) return;  // The lender closed meanwhile.
+  lender->lent_to_ = nullptr;
+  lender->events_.on_lent_write_done(*lender);
+}
+
+void Stream::write_owned(std::span<const uint8_t> bytes) {
+  if (bytes.empty() || closing_ || shutting_down_) return;
+  uv_buf_t buf = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(bytes.data())),
+                             static_cast<unsigned>(bytes.size()));
+  int written = uv_try_write(uv(), &buf, 1);
+  if (written == static_cast<int>(bytes.size())) return;
+  if (written < 0 && written != UV_EAGAIN) {
+    close();
+    return;
+  }
+  const size_t offset = written > 0 ? static_cast<size_t>(written) : 0;
+  auto write = std::make_unique<OwnedWrite>();
+  write->bytes.assign(reinterpret_cast<const char*>(bytes.data()) + offset, bytes.size() - offset);
+  uv_buf_t rest = uv_buf_init(write->bytes.data(), static_cast<unsigned>(write->bytes.size()));
+  write->req.data = write.get();
+  if (uv_write(&write->req, uv(), &rest, 1, &Stream::on_owned_written) != 0) {
+    close();
+    return;
+  }
+  write.release();  // Freed in on_owned_written.
+}
+
+void Stream::on_owned_written(uv_write_t* req, int status) {
+  std::unique_ptr<OwnedWrite> write(static_cast<OwnedWrite*>(req->data));
+  if (status < 0 && status != UV_ECANCELED) {
+    stream_of(reinterpret_cast<uv_handle_t*>(req->handle))->close();
+  }
+}
+
+void Stream::close_after_writes() {
+  if (closing_ || shutting_down_ || !initialised_) {
+    close();
+    return;
+  }
+  stop_reading();
+  shutting_down_ = true;
+  if (uv_shutdown(&shutdown_req_, uv(), &Stream::on_shutdown) != 0) close();
+}
+
+void Stream::on_shutdown(uv_shutdown_t* req, int /*status*/) {
+  stream_of(reinterpret_cast<uv_handle_t*>(req->handle))->close();
+}
+
+void Stream::close() {
+  if (closing_) return;
+  closing_ = true;
+  reading_ = false;
+  if (lent_to_ != nullptr) {
+    // Our bytes sit in the destination's write queue: it must not outlive
+    // our buffer, so it goes too, and must not call us back.
+    Stream* destination = lent_to_;
+    lent_to_ = nullptr;
+    destination->borrowed_from_ = nullptr;
+    destination->close();
+  }
+  if (!initialised_) {
+    input_.release();
+    events_.on_closed(*this);
+    return;
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &Stream::on_close);
+}
+
+void Stream::on_close(uv_handle_t* handle) {
+  Stream* self = stream_of(handle);
+  self->input_.release();
+  // A lent write still queued here was cancelled by now; its callback ran
+  // and told the lender.
+  self->events_.on_closed(*self);
+}
+
+}  // namespace pgmux::proxy

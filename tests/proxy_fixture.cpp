@@ -1,0 +1,66 @@
+#include "tests/proxy_fixture.h"
+
+#include <doctest/doctest.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+#include <stdexcept>
+
+#include "proxy/log.h"
+
+namespace pgmux::testing {
+
+config::Config make_config(const PgServer& pg, const std::string& user,
+                           const std::string& password) {
+  config::Config config;
+  config.listen_host = "127.0.0.1";
+  config.listen_port = 0;
+  config::Database database;
+  database.name = kAppDatabase;
+  database.upstream.host = pg.host();
+  database.upstream.port = pg.port();
+  database.upstream.user = user;
+  database.upstream.password = password;
+  database.upstream.dbname = kAppDatabase;
+  database.upstream.application_name = "pgmux";
+  config.databases.push_back(database);
+  const char* level = std::getenv("PGMUX_TEST_LOG_LEVEL");
+  config.log_level = level != nullptr ? level : "warn";
+  return config;
+}
+
+ProxyRunner::ProxyRunner(config::Config config) {
+  proxy::init_logging(config.log_level);
+  if (uv_loop_init(&loop_) != 0) throw std::runtime_error("uv_loop_init failed");
+  proxy_ = std::make_unique<proxy::Proxy>(std::move(config), &loop_);
+  auto started = proxy_->start();
+  if (!started) throw std::runtime_error("pgmux did not start: " + started.error().message);
+  port_ = proxy_->port();
+  thread_ = std::thread([this] { uv_run(&loop_, UV_RUN_DEFAULT); });
+}
+
+ProxyRunner::~ProxyRunner() {
+  proxy_->request_stop();
+  thread_.join();
+  proxy_.reset();
+  const int rc = uv_loop_close(&loop_);
+  CHECK_MESSAGE(rc == 0, "the event loop still had open handles after stop");
+}
+
+std::string ProxyRunner::conninfo(const std::string& user, const std::string& dbname) const {
+  return "host=127.0.0.1 port=" + std::to_string(port_) + " user=" + user + " dbname=" + dbname +
+         " sslmode=disable";
+}
+
+std::string ProxyRunner::url(const std::string& user, const std::string& dbname) const {
+  return "postgresql://" + user + "@127.0.0.1:" + std::to_string(port_) + "/" + dbname +
+         "?sslmode=disable";
+}
+
+int pgmux_backends(const PgServer& pg) {
+  return std::stoi(pg.query_value(
+      "select count(*) from pg_stat_activity where application_name = 'pgmux' and "
+      "backend_type = 'client backend'"));
+}
+
+}  // namespace pgmux::testing

@@ -1,0 +1,48 @@
+// pgmux in-process for integration tests: a Proxy on its own loop and
+// thread, listening on a free loopback port, in front of a PgServer.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "config/config.h"
+#include "proxy/proxy.h"
+#include "tests/pg_fixture.h"
+
+namespace pgmux::testing {
+
+// A Config with one database "app" served by `pg` as `user`, listening on
+// 127.0.0.1:0, application_name "pgmux" upstream (to find its backends in
+// pg_stat_activity), other settings at their defaults.
+config::Config make_config(const PgServer& pg, const std::string& user = kScramUser,
+                           const std::string& password = kScramPassword);
+
+class ProxyRunner {
+ public:
+  explicit ProxyRunner(config::Config config);
+  // Stops the proxy, joins its thread and checks the loop closed cleanly.
+  ~ProxyRunner();
+  ProxyRunner(const ProxyRunner&) = delete;
+  ProxyRunner& operator=(const ProxyRunner&) = delete;
+
+  uint16_t port() const { return port_; }
+  // libpq key=value conninfo for a client of pgmux.
+  std::string conninfo(const std::string& user = kScramUser, const std::string& dbname = "app") const;
+  // The same as a URI, for psql and pgbench.
+  std::string url(const std::string& user = kScramUser, const std::string& dbname = "app") const;
+
+ private:
+  uv_loop_t loop_{};
+  std::unique_ptr<proxy::Proxy> proxy_;
+  std::thread thread_;
+  uint16_t port_ = 0;
+};
+
+// How many backends pgmux has open on `pg` right now (application_name pgmux).
+int pgmux_backends(const PgServer& pg);
+
+}  // namespace pgmux::testing
