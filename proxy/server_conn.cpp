@@ -7,6 +7,7 @@
 
 #include "protocol/frame.h"
 #include "protocol/messages.h"
+#include "protocol/refusal.h"
 #include "protocol/sqlstate.h"
 #include "proxy/client_conn.h"
 #include "proxy/log.h"
@@ -18,24 +19,6 @@ namespace sqlstate = protocol::sqlstate;
 using protocol::Error;
 using protocol::FrameStatus;
 
-namespace {
-
-// Refusals that mean "the upstream has no room for another connection right
-// now". PostgreSQL says 53300; Supabase's Supavisor sends FATAL XX000 with
-// one of these message prefixes (see docs/ARCHITECTURE.md).
-bool is_capacity_refusal(std::string_view code, std::string_view message) {
-  if (code == sqlstate::kTooManyConnections || code == sqlstate::kCannotConnectNow) return true;
-  if (code != sqlstate::kInternalError) return false;
-  static constexpr std::array<std::string_view, 6> kMarkers = {
-      "MaxClientsInSessionMode", "(EMAXCONNSESSION)", "(EMAXCONN)",
-      "Max client connections reached", "(ECHECKOUTTIMEOUT)", "(ECIRCUITBREAKER)"};
-  for (std::string_view marker : kMarkers) {
-    if (message.find(marker) != std::string_view::npos) return true;
-  }
-  return false;
-}
-
-}  // namespace
 
 ServerConn::ServerConn(Proxy& proxy, Pool& pool, uint64_t id)
     : proxy_(proxy), pool_(pool), id_(id), stream_(*this, proxy.blocks()) {}
@@ -290,7 +273,7 @@ bool ServerConn::handle_login_message(char type, protocol::ByteView message) {
         login_failed(fields.error(), false);
         return false;
       }
-      const bool capacity = is_capacity_refusal(fields->sqlstate, fields->message);
+      const bool capacity = protocol::is_capacity_refusal(fields->sqlstate, fields->message);
       login_failed(Error{std::string(fields->sqlstate), std::string(fields->message)}, capacity);
       return false;
     }

@@ -5,7 +5,10 @@
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <atomic>
 #include <chrono>
@@ -461,6 +464,53 @@ TEST_CASE("malformed startup packets get FATAL and a closed connection; others c
   }
   CHECK(closed);
   CHECK(healthy.value("select 2") == "2");
+}
+
+}  // namespace
+}  // namespace pgmux::testing
+
+namespace pgmux::testing {
+namespace {
+
+TEST_CASE("the pgmux binary serves DATABASE_URL and stops cleanly on SIGTERM and SIGINT") {
+  PgServer& pg = shared_pg();
+  for (int signal_number : {SIGTERM, SIGINT}) {
+    const uint16_t port = free_port();
+    const std::string log = (std::filesystem::temp_directory_path() /
+                             ("pgmux-bin-" + std::to_string(getpid()) + ".log")).string();
+    const pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      setenv("DATABASE_URL", pg.url(kScramUser, kScramPassword).c_str(), 1);
+      setenv("PGMUX_LISTEN", ("127.0.0.1:" + std::to_string(port)).c_str(), 1);
+      setenv("PGMUX_MIN_SERVER_CONNECTIONS", "1", 1);
+      std::FILE* out = std::freopen(log.c_str(), "w", stderr);
+      (void)out;
+      dup2(2, 1);
+      execl(PGMUX_BINARY, PGMUX_BINARY, static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    const std::string conninfo = "host=127.0.0.1 port=" + std::to_string(port) + " user=" +
+                                 kScramUser + " dbname=app sslmode=disable connect_timeout=2";
+    const auto deadline = Clock::now() + std::chrono::seconds(20);
+    while (PQping(conninfo.c_str()) != PQPING_OK) REQUIRE(Clock::now() < deadline);
+    {
+      Conn c(conninfo);
+      REQUIRE(c.ok());
+      CHECK(c.value("select current_user") == kScramUser);
+    }
+    REQUIRE(kill(pid, signal_number) == 0);
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    std::ifstream in(log);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    INFO(text);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    CHECK(text.find("pgmux stopped") != std::string::npos);
+    CHECK(text.find(kScramPassword) == std::string::npos);
+    std::filesystem::remove(log);
+  }
 }
 
 }  // namespace
