@@ -11,6 +11,7 @@
 #include "proxy/log.h"
 #include "proxy/pool.h"
 #include "proxy/proxy.h"
+#include "proxy/relay.h"
 #include "proxy/server_conn.h"
 
 namespace pgmux::proxy {
@@ -200,34 +201,23 @@ void ClientConn::attach(ServerConn* server) {
 }
 
 void ClientConn::process_active() {
-  Buffer& in = stream_.input();
-  const uint32_t max = proxy_.config().max_message_size;
-  while (state_ == State::kActive && !stream_.lending()) {
-    protocol::ByteView bytes = in.unparsed();
-    if (bytes.empty()) break;
-    if (message_left_ > 0) {
-      const size_t take = std::min<uint64_t>(message_left_, bytes.size());
-      in.mark_parsed(take);
-      message_left_ -= take;
-      continue;
-    }
-    protocol::Frame frame = protocol::frame_message(bytes, max);
-    if (frame.status == FrameStatus::kNeedMore) break;
-    if (frame.status == FrameStatus::kInvalid) {
-      fail(sqlstate::kProtocolViolation, "invalid message length from the client");
-      return;
-    }
-    if (frame.type == 'X') {
-      // Terminate is for pgmux, not for a shared server. Anything decided
-      // but unsent stays unsent; the server then counts as dirty and closes.
-      close();
-      return;
-    }
-    server_->note_client_message(frame.type);
-    const size_t take = std::min<size_t>(frame.size, bytes.size());
-    in.mark_parsed(take);
-    message_left_ = frame.size - take;
-  }
+  if (stream_.lending()) return;  // Resumed in on_lent_write_done.
+  mark_messages(stream_.input(), message_left_, proxy_.config().max_message_size,
+                [this](const protocol::Frame& frame, protocol::ByteView /*bytes*/) {
+                  if (frame.status == FrameStatus::kInvalid) {
+                    fail(sqlstate::kProtocolViolation, "invalid message length from the client");
+                    return Step::kStop;
+                  }
+                  if (frame.type == 'X') {
+                    // Terminate is for pgmux, not for a shared server. Anything
+                    // decided but unsent stays unsent; the server then counts as
+                    // dirty and is closed rather than reused.
+                    close();
+                    return Step::kStop;
+                  }
+                  server_->note_client_message(frame.type);
+                  return Step::kForward;
+                });
   if (state_ == State::kActive) flush_to_server();
 }
 

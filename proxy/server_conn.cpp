@@ -13,6 +13,7 @@
 #include "proxy/log.h"
 #include "proxy/pool.h"
 #include "proxy/proxy.h"
+#include "proxy/relay.h"
 
 namespace pgmux::proxy {
 namespace sqlstate = protocol::sqlstate;
@@ -367,45 +368,33 @@ void ServerConn::note_client_message(char type) {
 }
 
 void ServerConn::process_active() {
+  if (stream_.lending()) return;  // Resumed in on_lent_write_done.
   Buffer& in = stream_.input();
-  const uint32_t max = proxy_.config().max_message_size;
-  while (state_ == State::kActive && !stream_.lending()) {
-    protocol::ByteView bytes = in.unparsed();
-    if (bytes.empty()) break;
-    if (message_left_ > 0) {
-      const size_t take = std::min<uint64_t>(message_left_, bytes.size());
-      in.mark_parsed(take);
-      message_left_ -= take;
-      continue;
-    }
-    protocol::Frame frame = protocol::frame_message(bytes, max);
-    if (frame.status == FrameStatus::kNeedMore) break;
-    if (frame.status == FrameStatus::kInvalid) {
-      close("invalid message from the server");
-      return;
-    }
-    if (frame.type == 'Z') {
-      if (frame.size > in.capacity()) {
-        close("oversized ReadyForQuery from the server");
-        return;
-      }
-      if (!frame.whole_in(bytes)) break;
-      auto status = protocol::parse_ready_for_query(bytes.first(frame.size));
-      if (!status) {
-        close("malformed ReadyForQuery from the server");
-        return;
-      }
-      tx_status_ = *status;
-      if (outstanding_ > 0) --outstanding_;
-      in.mark_parsed(frame.size);
-      if (clean()) release_after_flush_ = true;
-      continue;
-    }
-    const size_t take = std::min<size_t>(frame.size, bytes.size());
-    in.mark_parsed(take);
-    message_left_ = frame.size - take;
-  }
-  flush_to_client();
+  mark_messages(in, message_left_, proxy_.config().max_message_size,
+                [this, &in](const protocol::Frame& frame, protocol::ByteView bytes) {
+                  if (frame.status == FrameStatus::kInvalid) {
+                    close("invalid message from the server");
+                    return Step::kStop;
+                  }
+                  if (frame.type != 'Z') return Step::kForward;
+                  // ReadyForQuery is the one message inspected on the hot path.
+                  if (frame.size > in.capacity()) {
+                    close("oversized ReadyForQuery from the server");
+                    return Step::kStop;
+                  }
+                  if (!frame.whole_in(bytes)) return Step::kStop;
+                  auto status = protocol::parse_ready_for_query(bytes.first(frame.size));
+                  if (!status) {
+                    close("malformed ReadyForQuery from the server");
+                    return Step::kStop;
+                  }
+                  tx_status_ = *status;
+                  if (outstanding_ > 0) --outstanding_;
+                  in.mark_parsed(frame.size);
+                  if (clean()) release_after_flush_ = true;
+                  return Step::kHandled;
+                });
+  if (state_ == State::kActive) flush_to_client();
 }
 
 void ServerConn::flush_to_client() {
