@@ -1,13 +1,17 @@
 // parse_database_url: libpq's own parser (PQconninfoParse), so pgmux accepts
 // exactly the URIs and key=value strings that psql does, including
-// percent-encoding and quoting. Only the parts a TCP upstream needs are kept;
-// TLS and other options are accepted and ignored until pgmux supports them.
+// percent-encoding and quoting. Only the parts a TCP upstream needs are kept:
+// address, credentials, dbname, application_name and the TLS options
+// (sslmode, sslrootcert, sslcert, sslkey, sslsni). Other options are accepted
+// and ignored.
 #include <libpq-fe.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <charconv>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "config/config.h"
@@ -65,6 +69,20 @@ std::string redact(std::string message, std::string_view input) {
   return out;
 }
 
+constexpr std::array<SslMode, 6> kSslModes = {SslMode::kDisable,  SslMode::kAllow,
+                                              SslMode::kPrefer,   SslMode::kRequire,
+                                              SslMode::kVerifyCa, SslMode::kVerifyFull};
+
+Result<SslMode> parse_sslmode(std::string_view text) {
+  std::string list;
+  for (SslMode mode : kSslModes) {
+    if (text == to_string(mode)) return mode;
+    list += (list.empty() ? "" : ", ") + std::string(to_string(mode));
+  }
+  return detail::config_error("sslmode '" + std::string(text) + "' is not valid; use one of " +
+                              list);
+}
+
 Result<uint16_t> parse_port(std::string_view text) {
   unsigned value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
@@ -76,6 +94,24 @@ Result<uint16_t> parse_port(std::string_view text) {
 }
 
 }  // namespace
+
+std::string_view to_string(SslMode mode) {
+  switch (mode) {
+    case SslMode::kDisable:
+      return "disable";
+    case SslMode::kAllow:
+      return "allow";
+    case SslMode::kPrefer:
+      return "prefer";
+    case SslMode::kRequire:
+      return "require";
+    case SslMode::kVerifyCa:
+      return "verify-ca";
+    case SslMode::kVerifyFull:
+      return "verify-full";
+  }
+  return "unknown";
+}
 
 Result<Upstream> parse_database_url(std::string_view url) {
   const std::string input(url);  // PQconninfoParse needs a NUL-terminated string.
@@ -99,6 +135,7 @@ Result<Upstream> parse_database_url(std::string_view url) {
   std::string host;
   std::string hostaddr;
   std::string port;
+  std::optional<std::string> sslmode;
   Upstream upstream;
   upstream.application_name = "pgmux";
   for (PQconninfoOption* o = options.get(); o->keyword != nullptr; ++o) {
@@ -118,7 +155,41 @@ Result<Upstream> parse_database_url(std::string_view url) {
       upstream.dbname = o->val;
     } else if (key == "application_name" && o->val[0] != '\0') {
       upstream.application_name = o->val;
+    } else if (key == "sslmode") {
+      sslmode = o->val;
+    } else if (key == "sslrootcert") {
+      upstream.sslrootcert = o->val;
+    } else if (key == "sslcert") {
+      upstream.sslcert = o->val;
+    } else if (key == "sslkey") {
+      upstream.sslkey = o->val;
+    } else if (key == "sslsni") {
+      std::string_view sni = o->val;
+      if (sni != "0" && sni != "1") {
+        return detail::config_error(
+            "sslsni must be 0 or 1 (1, the default, sends the host name "
+            "in the TLS handshake)");
+      }
+      upstream.sslsni = sni == "1";
     }
+  }
+
+  // libpq 16: sslrootcert=system names the system's CA store, and then
+  // defaults to (and insists on) verify-full, since any public CA could
+  // otherwise vouch for a server under the wrong name.
+  const bool system_roots = upstream.sslrootcert == "system";
+  if (system_roots) upstream.sslrootcert.clear();
+  if (sslmode) {
+    Result<SslMode> mode = parse_sslmode(*sslmode);
+    if (!mode) return mode.error();
+    upstream.sslmode = *mode;
+  } else if (system_roots) {
+    upstream.sslmode = SslMode::kVerifyFull;
+  }
+  if (system_roots && upstream.sslmode != SslMode::kVerifyFull) {
+    return detail::config_error("sslmode=" + std::string(to_string(upstream.sslmode)) +
+                                " is too weak for sslrootcert=system; use sslmode=verify-full "
+                                "(the default with sslrootcert=system)");
   }
 
   // hostaddr skips name resolution in libpq; for pgmux it is simply the address.

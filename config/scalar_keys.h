@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "config/config.h"
 
@@ -20,17 +21,28 @@ inline protocol::Error config_error(std::string message) {
   return protocol::make_error(std::string(kConfigError), std::move(message));
 }
 
-enum class KeyKind { kListen, kCount, kDuration, kLogLevel, kDatabaseUrl };
+enum class KeyKind {
+  kListen,
+  kCount,
+  kDuration,
+  kLogLevel,
+  kDatabaseUrl,
+  kPath,       // A file name, stored as given; empty means none.
+  kClientTls,  // disable | allow | require
+  kAuthType,   // trust | scram-sha-256 | md5 | password
+  kCidrList,   // TOML: an array of strings; environment: comma-separated.
+};
 
 struct KeySpec {
   std::string_view name;  // The TOML key; the env variable is PGMUX_ + upper case.
   KeyKind kind;
   uint32_t Config::*count = nullptr;     // Set for kCount.
   Duration Config::*duration = nullptr;  // Set for kDuration.
+  std::string Config::*path = nullptr;   // Set for kPath.
 };
 
 // Every scalar key, in documentation order.
-extern const std::array<KeySpec, 14> kScalarKeys;
+extern const std::array<KeySpec, 21> kScalarKeys;
 
 // Returns the spec named `name`, or nullptr.
 const KeySpec* find_scalar_key(std::string_view name);
@@ -38,13 +50,15 @@ const KeySpec* find_scalar_key(std::string_view name);
 // "PGMUX_" followed by the upper-cased key.
 std::string env_name(std::string_view key);
 
-// A scalar as it arrived. TOML keeps its type (integer or text); an
-// environment variable is always text, so `untyped` lets integer keys parse it.
+// A scalar as it arrived. TOML keeps its type (integer, text or an array of
+// strings); an environment variable is always text, so `untyped` lets integer
+// and list keys parse it.
 struct ScalarInput {
   std::optional<int64_t> integer;
   std::optional<std::string> text;
   bool untyped = false;
   std::string where;  // Prefix for messages: "pgmux.toml:3:1: max_client_conn" or "PGMUX_LISTEN".
+  std::optional<std::vector<std::string>> list;  // A TOML array whose elements are all strings.
 };
 
 // Converts `input` for `key` and stores it in `config`. Messages start with
@@ -53,5 +67,22 @@ protocol::Status apply_scalar(Config& config, const KeySpec& key, const ScalarIn
 
 // Adds `database`, replacing one with the same name.
 void put_database(Config& config, Database database);
+
+// Adds `user`, replacing one with the same name.
+void put_user(Config& config, User user);
+
+// Reads a password_file: the file's content without trailing newlines. The
+// error starts with `where` and names the path, never the content.
+Result<std::string> read_password_file(const std::string& path, const std::string& where);
+
+// If the file at `path` grants any permission to group or others, appends a
+// warning (once per path) saying so and how to fix it. A file that cannot be
+// stat()ed adds nothing: reading it reports that problem.
+void warn_if_not_private(const std::string& path, std::vector<std::string>& warnings);
+
+// True for "SCRAM-SHA-256$...", the form PostgreSQL stores in pg_authid.
+bool is_scram_secret(std::string_view password);
+// True for "md5" followed by 32 hex digits.
+bool is_md5_hash(std::string_view password);
 
 }  // namespace pgmux::config::detail

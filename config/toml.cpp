@@ -5,8 +5,8 @@
 
 #include <algorithm>
 #include <exception>
-#include <fstream>
-#include <sstream>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "config/config.h"
@@ -20,6 +20,8 @@ using protocol::Ok;
 using protocol::Status;
 
 constexpr std::array<std::string_view, 3> kDatabaseKeys = {"url", "password", "password_file"};
+constexpr std::array<std::string_view, 3> kUserKeys = {"password", "password_file",
+                                                       "allowed_cidrs"};
 
 std::string location(std::string_view origin, const toml::source_region& source) {
   return std::string(origin) + ":" + std::to_string(source.begin.line) + ":" +
@@ -67,30 +69,105 @@ protocol::Error unknown_key(std::string_view key, std::string_view where, const 
 
 std::vector<std::string_view> scalar_and_table_names() {
   std::vector<std::string_view> names;
-  names.reserve(detail::kScalarKeys.size() + 1);
+  names.reserve(detail::kScalarKeys.size() + 2);
   for (const detail::KeySpec& key : detail::kScalarKeys) names.push_back(key.name);
   names.emplace_back("databases");
+  names.emplace_back("users");
   return names;
 }
 
-Result<std::string> read_password_file(const std::string& path, const std::string& where) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return config_error(where + ": cannot read password_file '" + path +
-                        "'; check that it exists and that pgmux may read it");
+// The elements of a TOML array of strings, or nullopt if `node` is not one.
+std::optional<std::vector<std::string>> string_array(const toml::node& node) {
+  const toml::array* array = node.as_array();
+  if (array == nullptr) return std::nullopt;
+  std::vector<std::string> items;
+  for (const toml::node& element : *array) {
+    const auto* s = element.as_string();
+    if (s == nullptr) return std::nullopt;
+    items.push_back(s->get());
   }
-  std::ostringstream content;
-  content << in.rdbuf();
-  std::string password = content.str();
-  // Files written by editors and `echo` end in a newline that is not part of it.
-  while (!password.empty() && (password.back() == '\n' || password.back() == '\r')) {
-    password.pop_back();
+  return items;
+}
+
+// The secret from password or password_file, never repeated in a message.
+// REQUIRES: at least one of them is set. Both set is an error.
+Result<std::string> secret_of(const toml::node* password, const toml::node* password_file,
+                              std::string_view table, std::string_view where,
+                              std::string_view origin, std::vector<std::string>& warnings) {
+  auto string_of = [&](const toml::node* value, std::string_view key) -> Result<std::string> {
+    if (const auto* s = value->as_string()) return s->get();
+    return config_error(location(origin, value->source()) + ": " + std::string(table) + " " +
+                        std::string(key) + " must be a string");
+  };
+  if (password != nullptr && password_file != nullptr) {
+    return config_error(std::string(where) +
+                        " sets both password and password_file; keep only one");
   }
-  return password;
+  if (password != nullptr) return string_of(password, "password");
+  Result<std::string> path = string_of(password_file, "password_file");
+  if (!path) return path.error();
+  Result<std::string> text = detail::read_password_file(*path, std::string(where));
+  if (text) detail::warn_if_not_private(*path, warnings);
+  return text;
+}
+
+// A key of the top level written under a [table] header: a classic TOML slip.
+protocol::Error misplaced_key(const toml::key& key, std::string_view table,
+                              std::string_view origin) {
+  return config_error("key '" + std::string(key.str()) + "' at " + location(origin, key.source()) +
+                      " is inside " + std::string(table) +
+                      "; move top-level keys above the first [databases.NAME] or [users.NAME] "
+                      "table");
+}
+
+Result<User> parse_user(std::string_view name, const toml::node& node, std::string_view origin,
+                        std::vector<std::string>& warnings) {
+  const std::string table = "[users." + std::string(name) + "]";
+  const toml::table* fields = node.as_table();
+  if (fields == nullptr) {
+    return config_error(location(origin, node.source()) + ": users." + std::string(name) +
+                        " must be a table: write " + table + " with password = \"...\"");
+  }
+  const toml::node* password = nullptr;
+  const toml::node* password_file = nullptr;
+  User user;
+  user.name = std::string(name);
+  for (auto&& [key, value] : *fields) {
+    if (key.str() == "password") {
+      password = &value;
+    } else if (key.str() == "password_file") {
+      password_file = &value;
+    } else if (key.str() == "allowed_cidrs") {
+      const std::string where = location(origin, value.source()) + ": " + table + " allowed_cidrs";
+      std::optional<std::vector<std::string>> items = string_array(value);
+      if (!items) {
+        return config_error(where + " must be an array of strings, e.g. [\"10.0.0.0/8\"]");
+      }
+      for (const std::string& item : *items) {
+        Result<Cidr> range = parse_cidr(item);
+        if (!range) return config_error(where + ": " + range.error().message);
+        user.allowed_cidrs.push_back(std::move(*range));
+      }
+    } else if (detail::find_scalar_key(key.str()) != nullptr) {
+      return misplaced_key(key, table, origin);
+    } else {
+      return unknown_key(key.str(), table + " at " + location(origin, key.source()), kUserKeys);
+    }
+  }
+  const std::string where = location(origin, node.source()) + ": " + table;
+  if (password == nullptr && password_file == nullptr) {
+    return config_error(where +
+                        " has no password; add password = \"...\" (plain, md5... or "
+                        "SCRAM-SHA-256$...) or password_file = \"/path\"");
+  }
+  Result<std::string> secret = secret_of(password, password_file, table, where, origin, warnings);
+  if (!secret) return secret.error();
+  user.password = std::move(*secret);
+  return user;
 }
 
 Result<Database> parse_database(std::string_view name, const toml::node& node,
-                                std::string_view origin) {
+                                std::string_view origin, std::vector<std::string>& warnings) {
   const std::string table = "[databases." + std::string(name) + "]";
   const toml::table* fields = node.as_table();
   if (fields == nullptr) {
@@ -108,10 +185,7 @@ Result<Database> parse_database(std::string_view name, const toml::node& node,
     } else if (key.str() == "password_file") {
       password_file = &value;
     } else if (detail::find_scalar_key(key.str()) != nullptr) {
-      // A classic TOML slip: keys written after a [table] header belong to it.
-      return config_error("key '" + std::string(key.str()) + "' at " +
-                          location(origin, key.source()) + " is inside " + table +
-                          "; move top-level keys above the first [databases.NAME] table");
+      return misplaced_key(key, table, origin);
     } else {
       return unknown_key(key.str(), table + " at " + location(origin, key.source()), kDatabaseKeys);
     }
@@ -133,20 +207,10 @@ Result<Database> parse_database(std::string_view name, const toml::node& node,
     return config_error(location(origin, url->source()) + ": " + table +
                         " url: " + upstream.error().message);
   }
-  if (password != nullptr && password_file != nullptr) {
-    return config_error(where + " sets both password and password_file; keep only one");
-  }
-  if (password != nullptr) {
-    Result<std::string> text = string_of(password, "password");
-    if (!text) return text.error();
-    upstream->password = std::move(*text);
-  }
-  if (password_file != nullptr) {
-    Result<std::string> path = string_of(password_file, "password_file");
-    if (!path) return path.error();
-    Result<std::string> text = read_password_file(*path, where);
-    if (!text) return text.error();
-    upstream->password = std::move(*text);
+  if (password != nullptr || password_file != nullptr) {
+    Result<std::string> secret = secret_of(password, password_file, table, where, origin, warnings);
+    if (!secret) return secret.error();
+    upstream->password = std::move(*secret);
   }
   return Database{std::string(name), std::move(*upstream)};
 }
@@ -161,9 +225,22 @@ Status apply_root(const toml::table& root, std::string_view origin, Config& conf
                             ": databases must be a table of [databases.NAME] tables");
       }
       for (auto&& [name, fields] : *databases) {
-        Result<Database> database = parse_database(name.str(), fields, origin);
+        Result<Database> database = parse_database(name.str(), fields, origin, config.warnings);
         if (!database) return database.error();
         detail::put_database(config, std::move(*database));
+      }
+      continue;
+    }
+    if (key.str() == "users") {
+      const toml::table* users = value.as_table();
+      if (users == nullptr) {
+        return config_error(location(origin, value.source()) +
+                            ": users must be a table of [users.NAME] tables");
+      }
+      for (auto&& [name, fields] : *users) {
+        Result<User> user = parse_user(name.str(), fields, origin, config.warnings);
+        if (!user) return user.error();
+        detail::put_user(config, std::move(*user));
       }
       continue;
     }
@@ -178,6 +255,7 @@ Status apply_root(const toml::table& root, std::string_view origin, Config& conf
     detail::ScalarInput input;
     if (const auto* i = value.as_integer()) input.integer = i->get();
     if (const auto* s = value.as_string()) input.text = s->get();
+    input.list = string_array(value);
     input.where = location(origin, value.source()) + ": " + std::string(key.str());
     Status status = detail::apply_scalar(config, *spec, input);
     if (!status) return status;

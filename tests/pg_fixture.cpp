@@ -149,6 +149,109 @@ CommandResult run_command(const std::string& command) {
 
 namespace {
 
+// Runs one openssl command line in `dir`; throws with its output on failure.
+void run_openssl(const std::string& dir, const std::string& args) {
+  CommandResult r = run_command("cd " + shell_quote(dir) + " && openssl " + args);
+  if (r.status != 0) {
+    throw std::runtime_error("test_pki: openssl " + args + " failed (status " +
+                             std::to_string(r.status) + ")\n" + r.output);
+  }
+}
+
+// The configuration for `openssl req`: an empty distinguished name section
+// (subjects come from -subj) and the CA extensions. OpenSSL 3.0's req has no
+// -extfile, hence a file rather than the system openssl.cnf.
+constexpr const char* kReqConfig =
+    "[req]\n"
+    "distinguished_name = dn\n"
+    "[dn]\n"
+    "[ca_ext]\n"
+    "basicConstraints = critical, CA:TRUE\n"
+    "keyUsage = critical, keyCertSign, cRLSign\n"
+    "subjectKeyIdentifier = hash\n";
+
+// A fresh P-256 key and a CA certificate for it, self-signed.
+void make_ca(const std::string& dir, const std::string& name, const std::string& subject) {
+  run_openssl(dir,
+              "req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -sha256 "
+              "-days 1 -config req.cnf -extensions ca_ext -subj " +
+                  shell_quote(subject) + " -keyout " + name + ".key -out " + name + ".crt");
+}
+
+// A fresh P-256 key and a leaf certificate for it, signed by the CA `ca`.
+void make_leaf(const std::string& dir, const std::string& name, const std::string& ca,
+               const std::string& subject, const std::string& san, int serial) {
+  std::string extensions =
+      "basicConstraints = CA:FALSE\n"
+      "keyUsage = critical, digitalSignature\n"
+      "extendedKeyUsage = serverAuth, clientAuth\n"
+      "authorityKeyIdentifier = keyid\n";
+  extensions += "subjectAltName = " + san + "\n";
+  write_file(dir + "/" + name + ".ext", extensions);
+  run_openssl(dir,
+              "req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -sha256 "
+              "-config req.cnf -subj " +
+                  shell_quote(subject) + " -keyout " + name + ".key -out " + name + ".csr");
+  run_openssl(dir, "x509 -req -sha256 -days 1 -in " + name + ".csr -CA " + ca + ".crt -CAkey " +
+                       ca + ".key -set_serial " + std::to_string(serial) + " -extfile " + name +
+                       ".ext -out " + name + ".crt");
+}
+
+// Owns the folder for the life of the process.
+struct PkiHolder {
+  TestPki pki;
+  PkiHolder() {
+    char tmpl[] = "/tmp/pgmux-pki-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) {
+      throw std::runtime_error(std::string("test_pki: mkdtemp: ") + std::strerror(errno));
+    }
+    const std::string dir = tmpl;
+    try {
+      // Readable by the postgres user when tests run as root; the keys are
+      // still 0600 (openssl writes them so) and PgServer copies its own.
+      std::filesystem::permissions(dir, std::filesystem::perms(0755));
+      write_file(dir + "/req.cnf", kReqConfig);
+      make_ca(dir, "ca", "/CN=pgmux test CA");
+      make_ca(dir, "other_ca", "/CN=pgmux unrelated test CA");
+      make_leaf(dir, "server", "ca", "/CN=localhost", "DNS:localhost, IP:127.0.0.1", 1001);
+      make_leaf(dir, "wrong_host", "ca", "/CN=wrong.example", "DNS:wrong.example", 1002);
+      for (const char* key : {"ca.key", "other_ca.key", "server.key", "wrong_host.key"}) {
+        std::filesystem::permissions(dir + "/" + key, std::filesystem::perms(0600));
+      }
+    } catch (...) {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+      throw;
+    }
+    pki.dir = dir;
+    pki.ca_cert = dir + "/ca.crt";
+    pki.ca_key = dir + "/ca.key";
+    pki.server_cert = dir + "/server.crt";
+    pki.server_key = dir + "/server.key";
+    pki.other_ca_cert = dir + "/other_ca.crt";
+    pki.wrong_host_cert = dir + "/wrong_host.crt";
+    pki.wrong_host_key = dir + "/wrong_host.key";
+  }
+  ~PkiHolder() {
+    std::error_code ec;
+    std::filesystem::remove_all(pki.dir, ec);
+  }
+  PkiHolder(const PkiHolder&) = delete;
+  PkiHolder& operator=(const PkiHolder&) = delete;
+};
+
+}  // namespace
+
+const TestPki& test_pki() {
+  // A function-local static: made on first use, once even across threads, and
+  // destroyed (removing the folder) at exit. A throwing constructor is retried
+  // by the next caller.
+  static const PkiHolder holder;
+  return holder.pki;
+}
+
+namespace {
+
 // The server's stderr, written by pg_ctl -l beside the data folder.
 std::string log_path(const std::string& root_dir) { return root_dir + "/postgres.log"; }
 
@@ -225,6 +328,34 @@ PgServer::PgServer(PgOptions options) {
                "host all app_plain 127.0.0.1/32 password\n"
                "host all all 127.0.0.1/32 scram-sha-256\n");
 
+    std::string ssl_conf;
+    if (options.ssl) {
+      // PostgreSQL refuses a key readable by others, and as root it runs as
+      // postgres, so the files are copied into the data folder it owns.
+      const TestPki& pki = test_pki();
+      const std::string cert = data_dir_ + "/server.crt";
+      const std::string key = data_dir_ + "/server.key";
+      const std::string ca = data_dir_ + "/root.crt";
+      namespace fs = std::filesystem;
+      fs::copy_file(pki.server_cert, cert, fs::copy_options::overwrite_existing);
+      fs::copy_file(pki.server_key, key, fs::copy_options::overwrite_existing);
+      fs::copy_file(pki.ca_cert, ca, fs::copy_options::overwrite_existing);
+      fs::permissions(cert, fs::perms(0644));
+      fs::permissions(key, fs::perms(0600));
+      fs::permissions(ca, fs::perms(0644));
+      if (run_as_postgres_) {
+        passwd* pw = ::getpwnam("postgres");
+        for (const std::string& file : {cert, key, ca}) {
+          if (pw == nullptr || ::chown(file.c_str(), pw->pw_uid, pw->pw_gid) != 0) {
+            int err = errno;
+            throw std::runtime_error("pg_fixture: chown " + file + ": " + std::strerror(err));
+          }
+        }
+      }
+      ssl_conf = "ssl = on\nssl_cert_file = " + conf_quote(cert) +
+                 "\nssl_key_file = " + conf_quote(key) + "\nssl_ca_file = " + conf_quote(ca) + "\n";
+    }
+
     const std::string base_conf = read_file(data_dir_ + "/postgresql.conf");
     std::string common = "\n# pgmux test fixture\n";
     common += "listen_addresses = '127.0.0.1'\n";
@@ -233,6 +364,7 @@ PgServer::PgServer(PgOptions options) {
     common += "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n";
     common += "shared_buffers = 128MB\n";
     common += "logging_collector = off\nlog_destination = 'stderr'\n";
+    common += ssl_conf;
     for (const auto& line : options.extra_conf) common += line + "\n";
 
     // free_port() can race with another process grabbing the port before

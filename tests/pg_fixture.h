@@ -17,7 +17,24 @@ struct PgOptions {
   int max_connections = 200;
   // Extra postgresql.conf lines, e.g. "log_min_messages = debug1".
   std::vector<std::string> extra_conf;
+  // TLS with test_pki()'s server certificate (ssl = on, ssl_ca_file = the test
+  // CA). pg_hba's "host" lines match both TLS and plain connections.
+  bool ssl = false;
 };
+
+// Throwaway certificates for TLS tests, made once per process with the
+// `openssl` command line tool (EC P-256, SHA-256 signatures, valid one day).
+// Files are PEM; keys are unencrypted. The folder is world-readable (the
+// keys themselves are mode 0600) and removed at process exit.
+struct TestPki {
+  std::string dir;
+  std::string ca_cert, ca_key;          // The test CA.
+  std::string server_cert, server_key;  // CN=localhost, SAN DNS:localhost, IP:127.0.0.1; by the CA.
+  std::string other_ca_cert;            // An unrelated CA, for "wrong CA" tests.
+  std::string wrong_host_cert, wrong_host_key;  // By the CA; CN and SAN DNS:wrong.example only.
+};
+// Thread-safe; throws std::runtime_error with openssl's output on failure.
+const TestPki& test_pki();
 
 // Roles and databases every PgServer has, for upstream authentication tests.
 // pg_hba.conf on 127.0.0.1: postgres trust; kMd5User md5; kPlainUser

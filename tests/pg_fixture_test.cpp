@@ -62,5 +62,49 @@ TEST_CASE("PgServer starts PostgreSQL with the promised roles and auth methods")
   CHECK_THROWS_AS(pg.exec("select * from no_such_table"), std::runtime_error);
 }
 
+// Connects as kScramUser over TLS with verify-full against `root_cert`.
+// Returns "" plus pg_stat_ssl's verdict in `ssl`, or libpq's error.
+std::string try_tls_login(const PgServer& pg, const std::string& root_cert, std::string* ssl) {
+  // hostaddr skips DNS; libpq still checks the certificate against `host`.
+  const std::string conninfo =
+      "host=localhost hostaddr=127.0.0.1 port=" + std::to_string(pg.port()) +
+      " user=" + kScramUser + " password=" + kScramPassword + " dbname=" + kAppDatabase +
+      " sslmode=verify-full sslrootcert='" + root_cert + "' connect_timeout=10";
+  PGconn* conn = PQconnectdb(conninfo.c_str());
+  std::string error;
+  if (PQstatus(conn) != CONNECTION_OK) {
+    error = PQerrorMessage(conn);
+    if (error.empty()) error = "connection failed";
+  } else {
+    PGresult* res = PQexec(conn, "select ssl from pg_stat_ssl where pid = pg_backend_pid()");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+      error = PQerrorMessage(conn);
+      if (error.empty()) error = "no pg_stat_ssl row";
+    } else {
+      *ssl = PQgetvalue(res, 0, 0);
+    }
+    PQclear(res);
+  }
+  PQfinish(conn);
+  return error;
+}
+
+TEST_CASE("PgServer with ssl = true serves TLS with the test PKI's server certificate") {
+  const TestPki& pki = test_pki();
+  PgOptions options;
+  options.ssl = true;
+  PgServer pg(options);
+  CHECK(pg.query_value("show ssl") == "on");
+
+  std::string ssl;
+  CHECK(try_tls_login(pg, pki.ca_cert, &ssl).empty());
+  CHECK(ssl == "t");
+
+  std::string unused;
+  const std::string error = try_tls_login(pg, pki.other_ca_cert, &unused);
+  CAPTURE(error);
+  CHECK(error.find("certificate verify failed") != std::string::npos);
+}
+
 }  // namespace
 }  // namespace pgmux::testing
