@@ -740,15 +740,6 @@ Status merge_auth_file(Config& config) {
 void add_secret_warnings(Config& config) {
   if (!config.auth_file.empty()) detail::warn_if_not_private(config.auth_file, config.warnings);
   detail::warn_if_not_private(config.client_tls_key_file, config.warnings);
-  if (config.auth_type != AuthType::kScramSha256) return;
-  for (const User& user : config.users) {
-    if (detail::is_md5_hash(user.password)) {
-      config.warnings.push_back("user '" + user.name +
-                                "' has an md5 hash as password, which auth_type = scram-sha-256 "
-                                "cannot check, so that user cannot log in; give the plain "
-                                "password or a SCRAM secret");
-    }
-  }
 }
 
 }  // namespace

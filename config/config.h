@@ -4,6 +4,9 @@
 // (a snapshot), so a later reload can swap it.
 #pragma once
 
+#include <sys/socket.h>
+
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -19,6 +22,22 @@ namespace pgmux::config {
 using protocol::Result;
 using Duration = std::chrono::milliseconds;
 
+// libpq's sslmode values, with libpq's meanings.
+enum class SslMode { kDisable, kAllow, kPrefer, kRequire, kVerifyCa, kVerifyFull };
+std::string_view to_string(SslMode mode);
+
+// An address range: "10.0.0.0/8", "192.168.1.7" (a /32), "::1/128".
+struct Cidr {
+  int family = 0;  // AF_INET or AF_INET6
+  std::array<uint8_t, 16> address{};
+  int prefix_length = 0;
+  std::string text;  // As written, for messages.
+  // True if the IPv4 or IPv6 socket address lies in the range. An IPv4-mapped
+  // IPv6 address (::ffff:a.b.c.d) matches IPv4 ranges.
+  bool contains(const sockaddr* address) const;
+};
+Result<Cidr> parse_cidr(std::string_view text);
+
 // Where and how pgmux logs into one upstream PostgreSQL.
 struct Upstream {
   std::string host = "127.0.0.1";  // Name or address; TCP only.
@@ -27,6 +46,13 @@ struct Upstream {
   std::string password;  // Never logged.
   std::string dbname;    // The database name on the upstream.
   std::string application_name;  // Sent in the upstream StartupMessage; default "pgmux".
+  // TLS to the upstream, from the URL's sslmode, sslrootcert, sslcert,
+  // sslkey and sslsni. Default prefer, as libpq.
+  SslMode sslmode = SslMode::kPrefer;
+  std::string sslrootcert;  // Empty: the system CA store.
+  std::string sslcert;
+  std::string sslkey;
+  bool sslsni = true;
 
   // "host:port", the identity of the upstream's connection budget.
   std::string endpoint() const;
@@ -36,6 +62,22 @@ struct Upstream {
 struct Database {
   std::string name;  // What clients ask for.
   Upstream upstream;
+};
+
+// How clients prove who they are.
+enum class AuthType { kTrust, kScramSha256, kMd5, kPassword };
+std::string_view to_string(AuthType type);
+
+enum class ClientTls { kDisable, kAllow, kRequire };
+std::string_view to_string(ClientTls mode);
+
+// A user clients may log in as. `password` is stored as given: a plain
+// password, an md5 hash ("md5" + 32 hex) or a SCRAM secret
+// ("SCRAM-SHA-256$..."), as in PgBouncer's auth_file. Never logged.
+struct User {
+  std::string name;
+  std::string password;
+  std::vector<Cidr> allowed_cidrs;  // Empty: the global list applies.
 };
 
 struct Config {
@@ -59,6 +101,30 @@ struct Config {
   Duration server_retry_initial = std::chrono::milliseconds(500);
   Duration server_retry_max = std::chrono::seconds(8);
 
+  // Client TLS. client_tls defaults to allow when a certificate is set,
+  // else disable; require without a certificate is a validation error.
+  std::optional<ClientTls> client_tls;
+  std::string client_tls_cert_file;
+  std::string client_tls_key_file;
+  ClientTls effective_client_tls() const {
+    return client_tls.value_or(client_tls_cert_file.empty() ? ClientTls::kDisable
+                                                            : ClientTls::kAllow);
+  }
+
+  // Client authentication.
+  AuthType auth_type = AuthType::kScramSha256;
+  std::string auth_file;  // PgBouncer's userlist.txt format: "user" "password"
+  // From [users.NAME] tables, then auth_file entries not already present.
+  // With neither, a client may log in as a database's upstream user with
+  // that upstream password (the drop-in default).
+  std::vector<User> users;
+  std::vector<Cidr> allowed_cidrs;  // Empty: any address.
+  Duration auth_failure_delay = std::chrono::milliseconds(500);
+
+  // Problems that do not stop pgmux but deserve a warning at start, e.g. a
+  // secrets file readable by group or others. Never contain a secret.
+  std::vector<std::string> warnings;
+
   // Protocol.
   uint32_t max_message_size = 1024u * 1024u * 1024u;  // 1 GiB
 
@@ -69,6 +135,7 @@ struct Config {
 
   // REQUIRES: nothing. Returns the database clients call `name`, or nullptr.
   const Database* find_database(std::string_view name) const;
+  const User* find_user(std::string_view name) const;
 };
 
 // Reads an environment variable; std::nullopt when unset. Injected for tests.
@@ -98,6 +165,12 @@ Result<Upstream> parse_database_url(std::string_view url);
 
 // "250ms", "30s", "5m", "1h", "1d", or a bare integer of seconds.
 Result<Duration> parse_duration(std::string_view text);
+
+// Parses PgBouncer's auth_file format: one `"user" "password"` per line,
+// a doubled quote inside quotes stands for one, blank lines and lines
+// starting with ';' or '#' are ignored. `origin` names the file in errors
+// (which never quote a password).
+Result<std::vector<User>> parse_userlist(std::string_view text, std::string_view origin);
 
 // Checks cross-key rules (min <= max, at least one database, ...).
 protocol::Status validate(const Config& config);

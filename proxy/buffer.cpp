@@ -9,6 +9,12 @@ BlockPool::BlockPool(size_t block_size, size_t max_cached)
 
 BlockPool::~BlockPool() {
   for (uint8_t* block : free_) delete[] block;
+  delete[] scratch_;
+}
+
+uint8_t* BlockPool::scratch() {
+  if (scratch_ == nullptr) scratch_ = new uint8_t[block_size_];
+  return scratch_;
 }
 
 uint8_t* BlockPool::take() {

@@ -30,11 +30,15 @@ class BlockPool {
   uint8_t* take();
   void give_back(uint8_t* block);
   size_t cached() const { return free_.size(); }
+  // One block for data that is consumed within a single callback (TLS
+  // ciphertext before decryption). Shared by every connection on the loop.
+  uint8_t* scratch();
 
  private:
   size_t block_size_;
   size_t max_cached_;
   std::vector<uint8_t*> free_;
+  uint8_t* scratch_ = nullptr;
 };
 
 class Buffer {
@@ -74,6 +78,7 @@ class Buffer {
   }
 
   bool empty() const { return sent_ == recv_; }
+  BlockPool& pool() { return *pool_; }
   bool has_block() const { return data_ != nullptr; }
   size_t capacity() const { return data_ != nullptr ? pool_->block_size() : 0; }
   // Returns the block to the pool when nothing is left in it.

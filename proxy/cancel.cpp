@@ -2,63 +2,87 @@
 
 #include <spdlog/spdlog.h>
 
-#include <cstring>
+#include <cstdlib>
 
 #include "protocol/messages.h"
 #include "proxy/proxy.h"
 
 namespace pgmux::proxy {
 
-CancelConn::CancelConn(Proxy& proxy, uint64_t id, int32_t pid, int32_t secret)
-    : proxy_(proxy), id_(id) {
-  protocol::Bytes packet;
-  protocol::append_cancel_request(packet, pid, secret);
-  std::memcpy(packet_.data(), packet.data(), packet_.size());
-}
+CancelConn::CancelConn(Proxy& proxy, uint64_t id, int32_t pid, int32_t secret,
+                       const TlsContext* tls, std::string host)
+    : proxy_(proxy),
+      id_(id),
+      pid_(pid),
+      secret_(secret),
+      tls_(tls),
+      host_(std::move(host)),
+      stream_(*this, proxy.blocks()) {}
 
 void CancelConn::start(const sockaddr* address) {
-  if (uv_tcp_init(proxy_.loop(), &tcp_) != 0) {
+  if (stream_.init(proxy_.loop()) != 0) {
     spdlog::critical("cannot create a TCP handle for a cancel request");
     std::abort();
   }
-  tcp_.data = this;
   connect_req_.data = this;
-  if (uv_tcp_connect(&connect_req_, &tcp_, address, &CancelConn::on_connected) != 0) close();
+  if (uv_tcp_connect(&connect_req_, stream_.tcp(), address, &CancelConn::on_connected) != 0) {
+    stream_.close();
+  }
 }
 
 void CancelConn::on_connected(uv_connect_t* req, int status) {
   auto* self = static_cast<CancelConn*>(req->data);
   if (status < 0) {
     if (status != UV_ECANCELED) {
-      spdlog::warn("could not connect upstream to forward a cancel request: {}", uv_strerror(status));
+      spdlog::warn("could not connect upstream to forward a cancel request: {}",
+                   uv_strerror(status));
     }
-    self->close();
+    self->stream_.close();
     return;
   }
-  uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(self->packet_.data()),
-                             static_cast<unsigned>(self->packet_.size()));
-  self->write_req_.data = self;
-  if (uv_write(&self->write_req_, reinterpret_cast<uv_stream_t*>(&self->tcp_), &buf, 1,
-               &CancelConn::on_written) != 0) {
-    self->close();
+  if (self->tls_ == nullptr) {
+    self->send_cancel();
+    return;
+  }
+  protocol::Bytes request;
+  protocol::append_ssl_request(request);
+  self->stream_.write_owned(request);
+  self->awaiting_tls_answer_ = true;
+  self->stream_.start_reading();
+}
+
+void CancelConn::on_readable(Stream& /*stream*/) {
+  if (!awaiting_tls_answer_) return;
+  Buffer& in = stream_.input();
+  if (in.unparsed().empty()) return;
+  const char answer = static_cast<char>(in.unparsed()[0]);
+  in.consume(1);
+  awaiting_tls_answer_ = false;
+  if (answer == 'S' && in.unparsed().empty()) {
+    stream_.start_tls(*tls_, host_);
+  } else {
+    spdlog::warn("the upstream refused TLS for a cancel request; not sent");
+    stream_.close();
   }
 }
 
-void CancelConn::on_written(uv_write_t* req, int /*status*/) {
-  // The server closes the connection after reading the request; nothing to
-  // wait for (55.2.8).
-  static_cast<CancelConn*>(req->data)->close();
+void CancelConn::on_tls_ready(Stream& /*stream*/) { send_cancel(); }
+
+void CancelConn::send_cancel() {
+  protocol::Bytes packet;
+  protocol::append_cancel_request(packet, pid_, secret_);
+  stream_.write_owned(packet);
+  // The server closes the connection after reading the request (55.2.8).
+  stream_.close_after_writes();
 }
 
-void CancelConn::close() {
-  if (closing_) return;
-  closing_ = true;
-  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &CancelConn::on_close);
+void CancelConn::on_eof(Stream& /*stream*/, int status) {
+  if (status == UV_EPROTO) {
+    spdlog::warn("TLS failed on a cancel request: {}", stream_.tls_error());
+  }
+  stream_.close();
 }
 
-void CancelConn::on_close(uv_handle_t* handle) {
-  auto* self = static_cast<CancelConn*>(handle->data);
-  self->proxy_.on_cancel_closed(self);
-}
+void CancelConn::on_closed(Stream& /*stream*/) { proxy_.on_cancel_closed(this); }
 
 }  // namespace pgmux::proxy

@@ -1,19 +1,25 @@
 // Forwards one CancelRequest to an upstream over a new connection
-// (PostgreSQL docs 55.2.8): connect, send the 16 bytes, close.
+// (PostgreSQL docs 55.2.8): connect, TLS first when the server connection it
+// cancels uses TLS, send the 16 bytes, close.
 #pragma once
 
 #include <uv.h>
 
-#include <array>
 #include <cstdint>
+#include <string>
+
+#include "proxy/stream.h"
 
 namespace pgmux::proxy {
 
 class Proxy;
+class TlsContext;
 
-class CancelConn {
+class CancelConn final : private StreamEvents {
  public:
-  CancelConn(Proxy& proxy, uint64_t id, int32_t pid, int32_t secret);
+  // `tls` may be nullptr (plaintext); `host` names the server for TLS.
+  CancelConn(Proxy& proxy, uint64_t id, int32_t pid, int32_t secret, const TlsContext* tls,
+             std::string host);
   CancelConn(const CancelConn&) = delete;
   CancelConn& operator=(const CancelConn&) = delete;
 
@@ -23,17 +29,24 @@ class CancelConn {
 
  private:
   static void on_connected(uv_connect_t* req, int status);
-  static void on_written(uv_write_t* req, int status);
-  static void on_close(uv_handle_t* handle);
-  void close();
+  void send_cancel();
+
+  // StreamEvents
+  void on_readable(Stream& stream) override;
+  void on_eof(Stream& stream, int status) override;
+  void on_lent_write_done(Stream& /*lender*/) override {}
+  void on_closed(Stream& stream) override;
+  void on_tls_ready(Stream& stream) override;
 
   Proxy& proxy_;
   uint64_t id_;
-  uv_tcp_t tcp_{};
+  int32_t pid_;
+  int32_t secret_;
+  const TlsContext* tls_;
+  std::string host_;
+  Stream stream_;
   uv_connect_t connect_req_{};
-  uv_write_t write_req_{};
-  std::array<uint8_t, 16> packet_{};
-  bool closing_ = false;
+  bool awaiting_tls_answer_ = false;
 };
 
 }  // namespace pgmux::proxy

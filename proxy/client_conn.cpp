@@ -2,10 +2,13 @@
 
 #include <spdlog/spdlog.h>
 
+#include <openssl/rand.h>
+
 #include <algorithm>
 #include <cstdlib>
 
 #include "protocol/frame.h"
+#include "protocol/auth_messages.h"
 #include "protocol/messages.h"
 #include "protocol/sqlstate.h"
 #include "proxy/log.h"
@@ -45,6 +48,9 @@ void ClientConn::process() {
     case State::kStartup:
       process_startup();
       break;
+    case State::kAuthenticating:
+      process_auth();
+      break;
     case State::kIdle:
       process_idle();
       break;
@@ -76,10 +82,26 @@ void ClientConn::process_startup() {
       return;
     }
     switch (packet->kind) {
-      case protocol::StartupKind::kSslRequest:
+      case protocol::StartupKind::kSslRequest: {
+        in.consume(frame.size);
+        const TlsContext* tls = proxy_.client_tls();
+        if (tls_ || tls == nullptr) {
+          // 'N': go on in plaintext (55.2.10).
+          stream_.write_owned(std::string("N"));
+          continue;
+        }
+        if (!in.unparsed().empty()) {
+          // Bytes sent before the handshake are unencrypted whatever they
+          // claim: refuse them (CVE-2021-23214).
+          fail(sqlstate::kProtocolViolation, "received unencrypted data after SSL request");
+          return;
+        }
+        stream_.write_owned(std::string("S"));
+        stream_.start_tls(*tls);
+        tls_ = true;
+        continue;
+      }
       case protocol::StartupKind::kGssEncRequest:
-        // No TLS or GSS encryption yet: 'N' tells the client to go on in
-        // plaintext (55.2.10).
         in.consume(frame.size);
         stream_.write_owned(std::string("N"));
         continue;
@@ -105,10 +127,16 @@ void ClientConn::process_startup() {
 }
 
 void ClientConn::start_session(std::string_view user, std::string_view database) {
+  const config::Config& config = proxy_.config();
+  if (!tls_ && config.effective_client_tls() == config::ClientTls::kRequire) {
+    fail(sqlstate::kInvalidAuthorization, "pgmux accepts only TLS connections",
+         "connect with sslmode=require or stronger");
+    return;
+  }
   Pool* pool = proxy_.find_pool(database);
   if (pool == nullptr) {
     std::string served;
-    for (const config::Database& db : proxy_.config().databases) {
+    for (const config::Database& db : config.databases) {
       served += (served.empty() ? "" : ", ") + db.name;
     }
     fail(sqlstate::kInvalidCatalogName,
@@ -116,18 +144,210 @@ void ClientConn::start_session(std::string_view user, std::string_view database)
          "pgmux serves: " + served);
     return;
   }
-  const std::string& upstream_user = pool->database().upstream.user;
-  if (user != upstream_user) {
-    fail(sqlstate::kInvalidAuthorization,
-         "user \"" + std::string(user) + "\" may not use database \"" + std::string(database) +
-             "\" through pgmux",
-         "connect as \"" + upstream_user + "\", the user pgmux logs in as");
+  pool_ = pool;
+  user_ = std::string(user);
+  tag_ = "C-" + std::to_string(id_) + " " + std::string(database) + "/" + user_ + "@" + peer_;
+
+  // Who may log in: the configured users, or, with none configured, the
+  // database's own upstream user with its upstream password (drop-in).
+  const config::Upstream& upstream = pool->database().upstream;
+  const config::User* configured = config.find_user(user_);
+  const std::vector<config::Cidr>* allowed = &config.allowed_cidrs;
+  if (configured != nullptr) {
+    known_user_ = true;
+    credential_ = protocol::parse_credential(configured->password);
+    if (!configured->allowed_cidrs.empty()) allowed = &configured->allowed_cidrs;
+  } else if (config.users.empty() && user_ == upstream.user) {
+    known_user_ = config.auth_type == config::AuthType::kTrust || !upstream.password.empty();
+    credential_ = protocol::parse_credential(upstream.password);
+  }
+  if (!allowed->empty()) {
+    sockaddr_storage address{};
+    int length = sizeof address;
+    uv_tcp_getpeername(stream_.tcp(), reinterpret_cast<sockaddr*>(&address), &length);
+    const bool permitted = std::any_of(allowed->begin(), allowed->end(), [&](const config::Cidr& c) {
+      return c.contains(reinterpret_cast<const sockaddr*>(&address));
+    });
+    if (!permitted) {
+      spdlog::warn("{}: refused: address not in allowed_cidrs", tag_);
+      fail(sqlstate::kInvalidAuthorization,
+           "pgmux does not accept connections from " + peer_ + " for user \"" + user_ + "\"");
+      return;
+    }
+  }
+  if (config.auth_type == config::AuthType::kTrust) {
+    if (!known_user_ && !config.users.empty()) {
+      fail(sqlstate::kInvalidAuthorization, "user \"" + user_ + "\" is not known to pgmux");
+      return;
+    }
+    if (!known_user_ && config.users.empty()) {
+      fail(sqlstate::kInvalidAuthorization,
+           "user \"" + user_ + "\" may not use database \"" + std::string(database) +
+               "\" through pgmux",
+           "connect as \"" + upstream.user + "\", the user pgmux logs in as");
+      return;
+    }
+    finish_login();
     return;
   }
+  begin_authentication();
+}
+
+void ClientConn::begin_authentication() {
+  const config::Config& config = proxy_.config();
+  protocol::Bytes out;
+  state_ = State::kAuthenticating;
+  using Kind = protocol::Credential::Kind;
+  config::AuthType method = config.auth_type;
+  // A stored md5 hash cannot do SCRAM; as PgBouncer, fall back to md5.
+  if (method == config::AuthType::kScramSha256 && known_user_ && credential_.kind == Kind::kMd5) {
+    method = config::AuthType::kMd5;
+  }
+  switch (method) {
+    case config::AuthType::kScramSha256: {
+      protocol::ScramSecret secret;
+      if (known_user_ && credential_.kind == Kind::kScram) {
+        secret = credential_.scram;
+      } else if (known_user_) {
+        secret = proxy_.scram_secret_for(user_, credential_.plain);
+      } else {
+        // An unknown user runs the same exchange and fails at the proof.
+        secret = protocol::mock_scram_secret(user_, proxy_.mock_seed());
+      }
+      std::string binding;
+      if (tls_ && proxy_.client_tls() != nullptr) binding = proxy_.client_tls()->server_end_point();
+      scram_ = std::make_unique<protocol::ScramServer>(std::move(secret), std::move(binding));
+      std::vector<std::string_view> mechanisms;
+      if (scram_->offers_plus()) mechanisms.emplace_back("SCRAM-SHA-256-PLUS");
+      mechanisms.emplace_back("SCRAM-SHA-256");
+      protocol::append_authentication_sasl(out, mechanisms);
+      auth_step_ = AuthStep::kSaslInitial;
+      break;
+    }
+    case config::AuthType::kMd5:
+      if (RAND_bytes(md5_salt_.data(), static_cast<int>(md5_salt_.size())) != 1) {
+        spdlog::critical("the OpenSSL random generator failed");
+        std::abort();
+      }
+      protocol::append_authentication_md5(out, md5_salt_);
+      auth_step_ = AuthStep::kMd5;
+      break;
+    default:
+      protocol::append_authentication_cleartext(out);
+      auth_step_ = AuthStep::kCleartext;
+      break;
+  }
+  stream_.write_owned(out);
+  process_auth();
+}
+
+void ClientConn::process_auth() {
+  Buffer& in = stream_.input();
+  while (state_ == State::kAuthenticating) {
+    protocol::ByteView bytes = in.unparsed();
+    protocol::Frame frame = protocol::frame_message(bytes, proxy_.config().max_message_size);
+    if (frame.status == FrameStatus::kNeedMore) return;
+    if (frame.status == FrameStatus::kInvalid || frame.size > in.capacity() || frame.type != 'p') {
+      fail(sqlstate::kProtocolViolation, "expected a password message");
+      return;
+    }
+    if (!frame.whole_in(bytes)) return;
+    // Consumed first: handling may finish the login, and then the client's
+    // next bytes are processed at once. The view stays valid until the next
+    // read into the buffer, which only a finished login can trigger.
+    protocol::ByteView message = bytes.first(frame.size);
+    in.consume(frame.size);
+    if (!handle_auth_message(message)) return;
+  }
+}
+
+bool ClientConn::handle_auth_message(protocol::ByteView message) {
+  protocol::Bytes out;
+  switch (auth_step_) {
+    case AuthStep::kSaslInitial: {
+      auto initial = protocol::parse_sasl_initial_response(message);
+      if (!initial) {
+        fail(initial.error().sqlstate, initial.error().message);
+        return false;
+      }
+      auto server_first = scram_->handle_client_first(initial->mechanism, initial->data);
+      if (!server_first) {
+        fail(server_first.error().sqlstate, server_first.error().message);
+        return false;
+      }
+      protocol::append_authentication_sasl_continue(out, *server_first);
+      stream_.write_owned(out);
+      auth_step_ = AuthStep::kSaslFinal;
+      return true;
+    }
+    case AuthStep::kSaslFinal: {
+      auto data = protocol::parse_sasl_response(message);
+      if (!data) {
+        fail(data.error().sqlstate, data.error().message);
+        return false;
+      }
+      auto server_final = scram_->handle_client_final(*data);
+      if (!server_final) {
+        if (server_final.error().sqlstate == sqlstate::kInvalidPassword) {
+          authentication_failed("wrong SCRAM proof");
+        } else {
+          fail(server_final.error().sqlstate, server_final.error().message);
+        }
+        return false;
+      }
+      if (!known_user_) {
+        authentication_failed("unknown user");
+        return false;
+      }
+      scram_.reset();
+      protocol::append_authentication_sasl_final(out, *server_final);
+      stream_.write_owned(out);
+      finish_login();
+      return false;
+    }
+    case AuthStep::kMd5:
+    case AuthStep::kCleartext: {
+      auto password = protocol::parse_password_message(message);
+      if (!password) {
+        fail(password.error().sqlstate, password.error().message);
+        return false;
+      }
+      const bool ok =
+          known_user_ && (auth_step_ == AuthStep::kMd5
+                              ? protocol::verify_md5_response(credential_, user_, md5_salt_, *password)
+                              : protocol::verify_cleartext(credential_, user_, *password));
+      if (!ok) {
+        authentication_failed(known_user_ ? "wrong password" : "unknown user");
+        return false;
+      }
+      finish_login();
+      return false;
+    }
+  }
+  return false;
+}
+
+void ClientConn::authentication_failed(const char* why) {
+  const uint64_t failures = proxy_.count_auth_failure();
+  // The reason is for the operator only; the client hears the same words
+  // for an unknown user and a wrong password.
+  spdlog::warn("{}: password authentication failed ({}); {} failures since start", tag_, why,
+               failures);
+  scram_.reset();
+  state_ = State::kAuthFailed;
+  stream_.stop_reading();
+  if (static_cast<LoginLink*>(this)->linked()) proxy_.logging_in().remove(this);
+  auth_failed_at_ = proxy_.now();
+  proxy_.auth_failed().push_back(this);
+}
+
+void ClientConn::report_auth_failure() {
+  fail(sqlstate::kInvalidPassword, "password authentication failed for user \"" + user_ + "\"");
+}
+
+void ClientConn::finish_login() {
   proxy_.logging_in().remove(this);
-  pool_ = pool;
-  tag_ = "C-" + std::to_string(id_) + " " + std::string(database) + "/" + std::string(user) + "@" +
-         peer_;
+  credential_ = {};
   proxy_.register_cancel_key(this);
   state_ = State::kWaitingForWelcome;
   stream_.stop_reading();
@@ -277,8 +497,15 @@ void ClientConn::on_eof(Stream& /*stream*/, int /*status*/) { close(); }
 
 void ClientConn::shut(bool after_writes) {
   if (state_ == State::kClosing) return;
+  const State state_before = state_;
   state_ = State::kClosing;
-  if (static_cast<LoginLink*>(this)->linked()) proxy_.logging_in().remove(this);
+  if (static_cast<LoginLink*>(this)->linked()) {
+    if (state_before == State::kAuthFailed) {
+      proxy_.auth_failed().remove(this);
+    } else {
+      proxy_.logging_in().remove(this);
+    }
+  }
   if (pool_ != nullptr && static_cast<PoolLink*>(this)->linked()) pool_->forget(this);
   if (server_ != nullptr) {
     ServerConn* server = server_;

@@ -1,12 +1,16 @@
 // One client connection and its state machine:
 //
-//   kStartup -> kWaitingForWelcome -> kIdle <-> kWaitingForServer -> kActive
+//   kStartup -> kAuthenticating -> kWaitingForWelcome -> kIdle <-> kWaitingForServer
+//            \-> kAuthFailed (FATAL 28P01 after a delay)         -> kActive
 //                                       ^                              |
 //                                       +------------------------------+
 //   any state -> kClosing (then freed by the Proxy in on_closed)
 //
-// kStartup reads the startup packet (answering SSLRequest and GSSENCRequest
-// with 'N', routing CancelRequest). kIdle holds no server; the first message
+// kStartup reads the startup packet: SSLRequest is answered 'S' and TLS
+// starts when client TLS is configured (else 'N'), GSSENCRequest gets 'N',
+// CancelRequest is routed. kAuthenticating runs SCRAM-SHA-256 (with
+// channel binding over TLS), MD5 or cleartext against the configured users,
+// or the upstream's own user and password when none are configured. kIdle holds no server; the first message
 // of the next transaction queues the client in its pool. kActive forwards the
 // client's messages to its server, whole slices at a time, deciding from the
 // 5-byte header alone; Terminate is never forwarded.
@@ -17,13 +21,17 @@
 // discarded and a ReadyForQuery follows, so the connection stays usable.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "protocol/frame.h"
 #include "protocol/result.h"
+#include "protocol/scram_server.h"
 #include "proxy/list.h"
 #include "proxy/stream.h"
 
@@ -37,6 +45,8 @@ class ClientConn final : public PoolLink, public LoginLink, private StreamEvents
  public:
   enum class State {
     kStartup,
+    kAuthenticating,  // Exchanging password messages.
+    kAuthFailed,      // Waiting out auth_failure_delay before FATAL 28P01.
     kWaitingForWelcome,
     kIdle,
     kWaitingForServer,
@@ -58,6 +68,9 @@ class ClientConn final : public PoolLink, public LoginLink, private StreamEvents
   uint64_t waiting_since() const { return waiting_since_; }
   int32_t cancel_pid() const { return cancel_pid_; }
   int32_t cancel_secret() const { return cancel_secret_; }
+  uint64_t auth_failed_at() const { return auth_failed_at_; }
+  // After the delay: FATAL 28P01, the same for every failure.
+  void report_auth_failure();
   void set_cancel_key(int32_t pid, int32_t secret) {
     cancel_pid_ = pid;
     cancel_secret_ = secret;
@@ -102,6 +115,11 @@ class ClientConn final : public PoolLink, public LoginLink, private StreamEvents
   void process_active();
   void flush_to_server();
   void start_session(std::string_view user, std::string_view database);
+  void begin_authentication();
+  void process_auth();
+  bool handle_auth_message(protocol::ByteView message);
+  void authentication_failed(const char* why);
+  void finish_login();
 
   Proxy& proxy_;
   uint64_t id_;
@@ -120,6 +138,17 @@ class ClientConn final : public PoolLink, public LoginLink, private StreamEvents
   uint64_t discard_left_ = 0;  // Bytes of a message being discarded.
   bool discarding_ = false;    // Skipping the rest of a failed request.
   bool discard_ends_request_ = false;  // The message being discarded is a Query/Sync.
+
+  // Login and authentication.
+  enum class AuthStep { kSaslInitial, kSaslFinal, kMd5, kCleartext };
+  AuthStep auth_step_ = AuthStep::kSaslInitial;
+  std::string user_;
+  bool tls_ = false;
+  bool known_user_ = false;
+  protocol::Credential credential_;
+  std::unique_ptr<protocol::ScramServer> scram_;
+  std::array<uint8_t, 4> md5_salt_{};
+  uint64_t auth_failed_at_ = 0;
 };
 
 }  // namespace pgmux::proxy

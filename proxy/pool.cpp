@@ -127,17 +127,18 @@ void Pool::offer(ServerConn* server) {
   link(server, PoolList::kIdle, /*front=*/true);
 }
 
-void Pool::on_server_login_failed(ServerConn* server, const protocol::Error& error, bool capacity) {
+void Pool::on_server_login_failed(ServerConn* server, const protocol::Error& error,
+                                  LoginFailure kind) {
   const TimeMs now = proxy_.now();
   upstream_.set_last_error(error.sqlstate + " " + error.message);
   const uint64_t delay = upstream_.on_failure(now, proxy_.rng());
   const size_t waiting = waiting_.size() + welcome_.size();
-  if (capacity) {
+  if (kind == LoginFailure::kNoCapacity) {
     spdlog::warn("{}: no capacity upstream ({} {}); {} clients waiting; retrying in {} ms",
                  server->tag(), error.sqlstate, error.message, waiting, delay);
     return;
   }
-  if (error.sqlstate == sqlstate::kUnableToConnect || error.sqlstate == sqlstate::kConnectionFailure) {
+  if (kind == LoginFailure::kUnreachable) {
     spdlog::warn("{}: {}; {} clients waiting; retrying in {} ms", server->tag(), error.message,
                  waiting, delay);
     return;
@@ -258,7 +259,7 @@ void Pool::tick(TimeMs now) {
                              protocol::Error{std::string(sqlstate::kUnableToConnect),
                                              "connecting and logging in took longer than " +
                                                  seconds_text(connect_ms)},
-                             false);
+                             LoginFailure::kUnreachable);
       server->close("server_connect_timeout");
     }
     server = next;

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <string>
 #include <utility>
@@ -24,6 +25,7 @@
 #include "proxy/client_conn.h"
 #include "proxy/list.h"
 #include "proxy/server_conn.h"
+#include "proxy/tls_session.h"
 
 namespace pgmux::proxy {
 
@@ -79,6 +81,9 @@ class Pool {
   const config::Database& database() const { return database_; }
   Upstream& upstream() { return upstream_; }
   const std::string& name() const { return database_.name; }
+  // TLS towards the upstream, or nullptr when sslmode is disable or allow.
+  const TlsContext* upstream_tls() const { return upstream_tls_.get(); }
+  void set_upstream_tls(std::unique_ptr<TlsContext> context) { upstream_tls_ = std::move(context); }
 
   // ---- Clients ----
   // A logged-in client needs the welcome (ParameterStatus set): sent at once
@@ -94,8 +99,9 @@ class Pool {
   void on_server_ready(ServerConn* server);    // Login done.
   // The client is done with its server at ReadyForQuery 'I'.
   void release(ServerConn* server);
-  // Login failed. `capacity` says the upstream only lacked room right now.
-  void on_server_login_failed(ServerConn* server, const protocol::Error& error, bool capacity);
+  // Connect or login failed; backs off, and tells waiting clients when the
+  // upstream rejected pgmux itself.
+  void on_server_login_failed(ServerConn* server, const protocol::Error& error, LoginFailure kind);
   // A server is going away (any state); unlinks it and frees its slot.
   void on_server_closed(ServerConn* server);
 
@@ -127,6 +133,7 @@ class Pool {
   Proxy& proxy_;
   const config::Database& database_;
   Upstream& upstream_;
+  std::unique_ptr<TlsContext> upstream_tls_;
   std::vector<std::pair<std::string, std::string>> welcome_params_;
   IntrusiveList<ServerConn, PoolLink> opening_;
   IntrusiveList<ServerConn, PoolLink> idle_;

@@ -43,9 +43,48 @@ Proxy::Proxy(config::Config config, uv_loop_t* loop)
 
 Proxy::~Proxy() = default;
 
+namespace {
+
+TlsVerify verify_for(config::SslMode mode, const std::string& root_cert) {
+  switch (mode) {
+    case config::SslMode::kVerifyFull:
+      return TlsVerify::kFull;
+    case config::SslMode::kVerifyCa:
+      return TlsVerify::kCa;
+    case config::SslMode::kRequire:
+      // As libpq: with a root certificate given, require checks the chain.
+      return root_cert.empty() ? TlsVerify::kNone : TlsVerify::kCa;
+    default:
+      return TlsVerify::kNone;
+  }
+}
+
+}  // namespace
+
 protocol::Status Proxy::start() {
   // Writes to a closed socket must fail with EPIPE, not kill the process.
   std::signal(SIGPIPE, SIG_IGN);
+  for (const std::string& warning : config_.warnings) spdlog::warn("{}", warning);
+  mock_seed_.resize(32);
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(mock_seed_.data()), 32) != 1) {
+    return Error{"", "the OpenSSL random generator failed"};
+  }
+  if (config_.effective_client_tls() != config::ClientTls::kDisable) {
+    auto context = TlsContext::server(config_.client_tls_cert_file, config_.client_tls_key_file);
+    if (!context) return Error{"", "client TLS: " + context.error().message};
+    client_tls_ = std::move(*context);
+  }
+  for (auto& pool : pools_) {
+    const config::Upstream& up = pool->database().upstream;
+    if (up.sslmode == config::SslMode::kDisable || up.sslmode == config::SslMode::kAllow) continue;
+    auto context = TlsContext::client(verify_for(up.sslmode, up.sslrootcert), up.sslrootcert,
+                                      up.sslcert, up.sslkey);
+    if (!context) {
+      return Error{"", "TLS to the upstream of database \"" + pool->name() +
+                           "\": " + context.error().message};
+    }
+    pool->set_upstream_tls(std::move(*context));
+  }
   sockaddr_storage address{};
   const char* host = config_.listen_host.c_str();
   if (uv_ip4_addr(host, config_.listen_port, reinterpret_cast<sockaddr_in*>(&address)) != 0 &&
@@ -199,11 +238,24 @@ void Proxy::forward_cancel(int32_t pid, int32_t secret) {
   }
   spdlog::info("{}: forwarding a cancel request to {}", it->second->tag(), server->tag());
   const uint64_t id = next_id();
+  const TlsContext* tls = server->stream().tls() ? server->pool().upstream_tls() : nullptr;
   auto owned = std::make_unique<CancelConn>(*this, id, server->backend_pid(),
-                                            server->backend_secret());
+                                            server->backend_secret(), tls,
+                                            server->pool().database().upstream.host);
   CancelConn* cancel = owned.get();
   cancels_.emplace(id, std::move(owned));
   cancel->start(reinterpret_cast<const sockaddr*>(&server->peer_address()));
+}
+
+const protocol::ScramSecret& Proxy::scram_secret_for(const std::string& user,
+                                                     const std::string& password) {
+  auto it = scram_secrets_.find(user);
+  if (it == scram_secrets_.end() || it->second.first != password) {
+    it = scram_secrets_.insert_or_assign(user, std::make_pair(password,
+                                                              protocol::make_scram_secret(password)))
+             .first;
+  }
+  return it->second.second;
 }
 
 void Proxy::on_client_closed(ClientConn* client) {
@@ -226,6 +278,15 @@ void Proxy::janitor_tick() {
     if (t < client->accepted_at() + login_ms) break;
     logging_in_.remove(client);
     client->fail(sqlstate::kProtocolViolation, "no complete startup packet within the login timeout");
+  }
+  // Clients that gave a wrong password hear so only after the delay, which
+  // slows down password guessing.
+  while (ClientConn* client = auth_failed_.front()) {
+    if (t < client->auth_failed_at() + static_cast<uint64_t>(config_.auth_failure_delay.count())) {
+      break;
+    }
+    auth_failed_.remove(client);
+    client->report_auth_failure();
   }
   for (auto& pool : pools_) pool->tick(t);
 }

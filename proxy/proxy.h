@@ -18,11 +18,13 @@
 
 #include "config/config.h"
 #include "protocol/result.h"
+#include "protocol/scram_server.h"
 #include "proxy/buffer.h"
 #include "proxy/client_conn.h"
 #include "proxy/list.h"
 #include "proxy/pool.h"
 #include "proxy/server_conn.h"
+#include "proxy/tls_session.h"
 
 namespace pgmux::proxy {
 
@@ -59,6 +61,16 @@ class Proxy {
   Pool* find_pool(std::string_view database);
   ServerConn* open_server(Pool& pool);
   IntrusiveList<ClientConn, LoginLink>& logging_in() { return logging_in_; }
+  // Clients whose password was wrong, waiting out auth_failure_delay.
+  IntrusiveList<ClientConn, LoginLink>& auth_failed() { return auth_failed_; }
+  uint64_t count_auth_failure() { return ++auth_failures_; }
+  // TLS towards clients, or nullptr when client_tls is disable.
+  const TlsContext* client_tls() const { return client_tls_.get(); }
+  // The SCRAM secret for a plain password, derived once per user.
+  const protocol::ScramSecret& scram_secret_for(const std::string& user,
+                                                const std::string& password);
+  // Secret seed for mock SCRAM exchanges with unknown users.
+  const std::string& mock_seed() const { return mock_seed_; }
   // Random cancel keys for clients; never the server's.
   void register_cancel_key(ClientConn* client);
   void forward_cancel(int32_t pid, int32_t secret);
@@ -98,6 +110,11 @@ class Proxy {
   std::unordered_map<uint64_t, std::unique_ptr<CancelConn>> cancels_;
   std::unordered_map<uint64_t, ClientConn*> by_cancel_key_;
   IntrusiveList<ClientConn, LoginLink> logging_in_;
+  IntrusiveList<ClientConn, LoginLink> auth_failed_;
+  uint64_t auth_failures_ = 0;
+  std::unique_ptr<TlsContext> client_tls_;
+  std::unordered_map<std::string, std::pair<std::string, protocol::ScramSecret>> scram_secrets_;
+  std::string mock_seed_;
 };
 
 }  // namespace pgmux::proxy

@@ -49,7 +49,7 @@ void ServerConn::start() {
   if (rc != 0) {
     login_failed(Error{std::string(sqlstate::kUnableToConnect),
                        "could not resolve " + up.host + ": " + uv_strerror(rc)},
-                 true);
+                 LoginFailure::kUnreachable);
     return;
   }
   resolve_pending_ = true;
@@ -67,9 +67,18 @@ void ServerConn::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* result
     const std::string& host = self->pool_.database().upstream.host;
     self->login_failed(Error{std::string(sqlstate::kUnableToConnect),
                              "could not resolve " + host + ": " + uv_strerror(status)},
-                       true);
+                       LoginFailure::kUnreachable);
   } else {
-    self->connect_to(result->ai_addr);
+    // Prefer an IPv4 address: "localhost" often resolves to ::1 first while
+    // servers commonly listen on 127.0.0.1 only.
+    const addrinfo* chosen = result;
+    for (const addrinfo* ai = result; ai != nullptr; ai = ai->ai_next) {
+      if (ai->ai_family == AF_INET) {
+        chosen = ai;
+        break;
+      }
+    }
+    self->connect_to(chosen->ai_addr);
   }
   uv_freeaddrinfo(result);
 }
@@ -86,7 +95,7 @@ void ServerConn::connect_to(const sockaddr* address) {
     login_failed(Error{std::string(sqlstate::kUnableToConnect),
                        "could not connect to " + pool_.database().upstream.endpoint() + ": " +
                            uv_strerror(rc)},
-                 true);
+                 LoginFailure::kUnreachable);
   }
 }
 
@@ -97,12 +106,63 @@ void ServerConn::on_connected(uv_connect_t* req, int status) {
     self->login_failed(Error{std::string(sqlstate::kUnableToConnect),
                              "could not connect to " + self->pool_.database().upstream.endpoint() +
                                  ": " + uv_strerror(status)},
-                       true);
+                       LoginFailure::kUnreachable);
+    return;
+  }
+  self->stream_.start_reading();
+  if (self->pool_.upstream_tls() != nullptr) {
+    // 55.2.10: ask for TLS first; the answer is one unencrypted byte.
+    self->state_ = State::kTlsNegotiating;
+    protocol::Bytes request;
+    protocol::append_ssl_request(request);
+    self->stream_.write_owned(request);
     return;
   }
   self->state_ = State::kLoggingIn;
   self->send_startup();
-  self->stream_.start_reading();
+}
+
+void ServerConn::process_tls_answer() {
+  Buffer& in = stream_.input();
+  protocol::ByteView bytes = in.unparsed();
+  if (bytes.empty()) return;
+  const char answer = static_cast<char>(bytes[0]);
+  in.consume(1);
+  const config::Upstream& up = pool_.database().upstream;
+  if (answer == 'S') {
+    if (!in.unparsed().empty()) {
+      // Bytes after 'S' and before the handshake were not encrypted: a
+      // man in the middle could have injected them (CVE-2021-23222).
+      login_failed(Error{std::string(sqlstate::kProtocolViolation),
+                         "the upstream sent unencrypted data after accepting TLS"},
+                   LoginFailure::kRejected);
+      return;
+    }
+    state_ = State::kTlsHandshake;
+    stream_.start_tls(*pool_.upstream_tls(), up.host);
+    return;
+  }
+  if (answer == 'N') {
+    if (up.sslmode == config::SslMode::kPrefer) {
+      state_ = State::kLoggingIn;
+      send_startup();
+      return;
+    }
+    login_failed(Error{std::string(sqlstate::kUnableToConnect),
+                       "the upstream does not accept TLS, but sslmode is " +
+                           std::string(config::to_string(up.sslmode))},
+                 LoginFailure::kRejected);
+    return;
+  }
+  login_failed(Error{std::string(sqlstate::kProtocolViolation),
+                     "the upstream answered the TLS request with neither S nor N"},
+               LoginFailure::kRejected);
+}
+
+void ServerConn::on_tls_ready(Stream& /*stream*/) {
+  if (state_ != State::kTlsHandshake) return;
+  state_ = State::kLoggingIn;
+  send_startup();
 }
 
 void ServerConn::send_startup() {
@@ -117,6 +177,9 @@ void ServerConn::send_startup() {
 
 void ServerConn::on_readable(Stream& /*stream*/) {
   switch (state_) {
+    case State::kTlsNegotiating:
+      process_tls_answer();
+      break;
     case State::kLoggingIn:
       process_login();
       break;
@@ -140,8 +203,7 @@ void ServerConn::process_login() {
     if (frame.status == FrameStatus::kInvalid ||
         (frame.status == FrameStatus::kComplete && frame.size > in.capacity())) {
       login_failed(Error{std::string(sqlstate::kProtocolViolation),
-                         "invalid or oversized message from the server during login"},
-                   false);
+                         "invalid or oversized message from the server during login"}, LoginFailure::kRejected);
       return;
     }
     if (!frame.whole_in(bytes)) return;
@@ -159,7 +221,7 @@ bool ServerConn::handle_login_message(char type, protocol::ByteView message) {
     case 'R': {
       auto auth = protocol::parse_authentication(message);
       if (!auth) {
-        login_failed(auth.error(), false);
+        login_failed(auth.error(), LoginFailure::kRejected);
         return false;
       }
       const bool needs_password = auth->code != protocol::kAuthOk &&
@@ -168,8 +230,7 @@ bool ServerConn::handle_login_message(char type, protocol::ByteView message) {
         login_failed(Error{std::string(sqlstate::kInvalidPassword),
                            "the upstream asks user \"" + up.user +
                                "\" for a password, but pgmux has none: put it in the url or "
-                               "password_file of database \"" + pool_.name() + "\""},
-                     false);
+                               "password_file of database \"" + pool_.name() + "\""}, LoginFailure::kRejected);
         return false;
       }
       switch (auth->code) {
@@ -180,7 +241,7 @@ bool ServerConn::handle_login_message(char type, protocol::ByteView message) {
           break;
         case protocol::kAuthMd5Password: {
           if (auth->data.size() != 4) {
-            login_failed(Error{std::string(sqlstate::kProtocolViolation), "bad MD5 salt"}, false);
+            login_failed(Error{std::string(sqlstate::kProtocolViolation), "bad MD5 salt"}, LoginFailure::kRejected);
             return false;
           }
           std::array<uint8_t, 4> salt{};
@@ -198,8 +259,7 @@ bool ServerConn::handle_login_message(char type, protocol::ByteView message) {
           if (!scram) {
             login_failed(Error{std::string(sqlstate::kFeatureNotSupported),
                                "the upstream offers no SASL mechanism pgmux supports "
-                               "(SCRAM-SHA-256 without channel binding)"},
-                         false);
+                               "(SCRAM-SHA-256 without channel binding)"}, LoginFailure::kRejected);
             return false;
           }
           scram_ = std::make_unique<protocol::ScramClient>("", up.password);
@@ -209,15 +269,14 @@ bool ServerConn::handle_login_message(char type, protocol::ByteView message) {
         }
         case protocol::kAuthSaslContinue: {
           if (!scram_) {
-            login_failed(Error{std::string(sqlstate::kProtocolViolation), "unexpected SASL message"},
-                         false);
+            login_failed(Error{std::string(sqlstate::kProtocolViolation), "unexpected SASL message"}, LoginFailure::kRejected);
             return false;
           }
           std::string_view server_first(reinterpret_cast<const char*>(auth->data.data()),
                                         auth->data.size());
           auto client_final = scram_->handle_server_first(server_first);
           if (!client_final) {
-            login_failed(client_final.error(), false);
+            login_failed(client_final.error(), LoginFailure::kRejected);
             return false;
           }
           protocol::append_sasl_response(out, *client_final);
@@ -230,7 +289,7 @@ bool ServerConn::handle_login_message(char type, protocol::ByteView message) {
                                  : protocol::Status(Error{std::string(sqlstate::kProtocolViolation),
                                                           "unexpected SASL final message"});
           if (!verified) {
-            login_failed(verified.error(), false);
+            login_failed(verified.error(), LoginFailure::kRejected);
             return false;
           }
           scram_.reset();
@@ -239,8 +298,7 @@ bool ServerConn::handle_login_message(char type, protocol::ByteView message) {
         default:
           login_failed(Error{std::string(sqlstate::kFeatureNotSupported),
                              "the upstream asks for an authentication method pgmux does not "
-                             "support (code " + std::to_string(auth->code) + ")"},
-                       false);
+                             "support (code " + std::to_string(auth->code) + ")"}, LoginFailure::kRejected);
           return false;
       }
       if (!out.empty()) stream_.write_owned(out);
@@ -271,11 +329,12 @@ bool ServerConn::handle_login_message(char type, protocol::ByteView message) {
     case 'E': {
       auto fields = protocol::parse_error_response(message);
       if (!fields) {
-        login_failed(fields.error(), false);
+        login_failed(fields.error(), LoginFailure::kRejected);
         return false;
       }
       const bool capacity = protocol::is_capacity_refusal(fields->sqlstate, fields->message);
-      login_failed(Error{std::string(fields->sqlstate), std::string(fields->message)}, capacity);
+      login_failed(Error{std::string(fields->sqlstate), std::string(fields->message)},
+                   capacity ? LoginFailure::kNoCapacity : LoginFailure::kRejected);
       return false;
     }
     case 'Z': {
@@ -295,16 +354,15 @@ bool ServerConn::handle_login_message(char type, protocol::ByteView message) {
       return true;
     default:
       login_failed(Error{std::string(sqlstate::kProtocolViolation),
-                         std::string("unexpected message '") + type + "' from the server during login"},
-                   false);
+                         std::string("unexpected message '") + type + "' from the server during login"}, LoginFailure::kRejected);
       return false;
   }
 }
 
-void ServerConn::login_failed(const Error& error, bool capacity) {
+void ServerConn::login_failed(const Error& error, LoginFailure kind) {
   if (state_ == State::kClosing) return;
-  pool_.on_server_login_failed(this, error, capacity);
-  close(capacity ? "no capacity upstream" : "login failed");
+  pool_.on_server_login_failed(this, error, kind);
+  close(kind == LoginFailure::kNoCapacity ? "no capacity upstream" : "login failed");
 }
 
 void ServerConn::process_idle() {
@@ -435,11 +493,20 @@ void ServerConn::on_client_gone() {
 }
 
 void ServerConn::on_eof(Stream& /*stream*/, int status) {
-  if (state_ == State::kLoggingIn || state_ == State::kConnecting) {
+  if (status == UV_EPROTO && !stream_.tls_error().empty() && state_ != State::kIdle &&
+      state_ != State::kActive) {
+    login_failed(Error{std::string(sqlstate::kConnectionFailure),
+                       "TLS with the upstream " + pool_.database().upstream.endpoint() +
+                           " failed: " + stream_.tls_error()},
+                 LoginFailure::kRejected);
+    return;
+  }
+  if (state_ == State::kLoggingIn || state_ == State::kConnecting ||
+      state_ == State::kTlsNegotiating || state_ == State::kTlsHandshake) {
     login_failed(Error{std::string(sqlstate::kConnectionFailure),
                        std::string("the upstream closed the connection during login: ") +
                            uv_strerror(status)},
-                 true);
+                 LoginFailure::kUnreachable);
     return;
   }
   close("the upstream closed the connection");

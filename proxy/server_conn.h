@@ -1,6 +1,7 @@
 // One upstream server connection and its state machine:
 //
-//   kResolving -> kConnecting -> kLoggingIn -> kIdle <-> kActive
+//   kResolving -> kConnecting [-> kTlsNegotiating -> kTlsHandshake] -> kLoggingIn
+//     -> kIdle <-> kActive
 //        any state -> kClosing (then freed by the Proxy in on_closed)
 //
 // Login: StartupMessage; answers cleartext, MD5 and SCRAM-SHA-256 requests;
@@ -35,6 +36,14 @@ class Proxy;
 class Pool;
 class ClientConn;
 
+// Why a server's connect or login failed, which decides what waiting
+// clients see.
+enum class LoginFailure {
+  kNoCapacity,   // The upstream is full (53300, Supavisor refusals): retry, clients wait.
+  kUnreachable,  // Resolve, connect or the connection failed: retry, clients wait.
+  kRejected,     // The upstream refused pgmux (password, TLS, database): clients are told.
+};
+
 // Which of its pool's lists a server is on; managed by Pool only.
 enum class PoolList : uint8_t { kNone, kOpening, kIdle, kActive };
 
@@ -42,7 +51,16 @@ class ServerConn final : public PoolLink, private StreamEvents {
  public:
   PoolList pool_list = PoolList::kNone;
 
-  enum class State { kResolving, kConnecting, kLoggingIn, kIdle, kActive, kClosing };
+  enum class State {
+    kResolving,
+    kConnecting,
+    kTlsNegotiating,  // SSLRequest sent; waiting for 'S' or 'N'.
+    kTlsHandshake,
+    kLoggingIn,
+    kIdle,
+    kActive,
+    kClosing,
+  };
 
   ServerConn(Proxy& proxy, Pool& pool, uint64_t id);
   ServerConn(const ServerConn&) = delete;
@@ -87,15 +105,17 @@ class ServerConn final : public PoolLink, private StreamEvents {
   void on_eof(Stream& stream, int status) override;
   void on_lent_write_done(Stream& lender) override;
   void on_closed(Stream& stream) override;
+  void on_tls_ready(Stream& stream) override;
 
   static void on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* result);
   static void on_connected(uv_connect_t* req, int status);
   void connect_to(const sockaddr* address);
   void send_startup();
+  void process_tls_answer();
   void process_login();
   // Handles one whole login message; returns false if the server was closed.
   bool handle_login_message(char type, protocol::ByteView message);
-  void login_failed(const protocol::Error& error, bool capacity);
+  void login_failed(const protocol::Error& error, LoginFailure kind);
   void process_idle();
   void process_active();
   void flush_to_client();

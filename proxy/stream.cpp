@@ -19,6 +19,8 @@ Stream* stream_of(uv_handle_t* handle) { return static_cast<Stream*>(handle->dat
 
 Stream::Stream(StreamEvents& events, BlockPool& blocks) : events_(events), input_(blocks) {}
 
+Stream::~Stream() = default;
+
 int Stream::init(uv_loop_t* loop) {
   int rc = uv_tcp_init(loop, &tcp_);
   if (rc == 0) {
@@ -31,6 +33,9 @@ int Stream::init(uv_loop_t* loop) {
 void Stream::start_reading() {
   if (reading_ || closing_ || shutting_down_) return;
   if (uv_read_start(uv(), &Stream::on_alloc, &Stream::on_read) == 0) reading_ = true;
+  // Plaintext may already wait inside the TLS session from before reading
+  // stopped; the socket will not signal it again.
+  if (reading_ && tls_ != nullptr && tls_->handshake_done()) pump();
 }
 
 void Stream::stop_reading() {
@@ -40,13 +45,25 @@ void Stream::stop_reading() {
 }
 
 void Stream::on_alloc(uv_handle_t* handle, size_t /*suggested*/, uv_buf_t* buf) {
-  std::span<uint8_t> tail = stream_of(handle)->input_.free_tail();
+  Stream* self = stream_of(handle);
+  if (self->tls_ != nullptr) {
+    // Ciphertext goes into the shared scratch block and is fed to the TLS
+    // session within on_read, before anything else can use the block.
+    BlockPool& blocks = self->input_.pool();
+    *buf = uv_buf_init(reinterpret_cast<char*>(blocks.scratch()),
+                       static_cast<unsigned>(blocks.block_size()));
+    return;
+  }
+  std::span<uint8_t> tail = self->input_.free_tail();
   *buf = uv_buf_init(reinterpret_cast<char*>(tail.data()), static_cast<unsigned>(tail.size()));
 }
 
 void Stream::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* /*buf*/) {
   Stream* self = stream_of(reinterpret_cast<uv_handle_t*>(s));
-  if (nread > 0) {
+  if (nread > 0 && self->tls_ != nullptr) {
+    self->tls_->feed({self->input_.pool().scratch(), static_cast<size_t>(nread)});
+    self->on_tls_input();
+  } else if (nread > 0) {
     self->input_.commit_received(static_cast<size_t>(nread));
     self->events_.on_readable(*self);
   } else if (nread < 0) {
@@ -60,6 +77,16 @@ bool Stream::write_lent(Stream& lender) {
   std::span<const uint8_t> bytes = lender.input_.pending();
   if (bytes.empty()) return true;
   if (closing_ || shutting_down_) return true;  // Nobody to deliver to: drop.
+  if (tls_ != nullptr) {
+    // SSL_write copies the plaintext; the ciphertext waits in tls_out_.
+    if (!tls_->write(bytes)) {
+      close();
+      return true;
+    }
+    tls_out_.clear();
+    tls_->take_output(tls_out_);
+    bytes = {reinterpret_cast<const uint8_t*>(tls_out_.data()), tls_out_.size()};
+  }
   uv_buf_t buf = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(bytes.data())),
                              static_cast<unsigned>(bytes.size()));
   int written = uv_try_write(uv(), &buf, 1);
@@ -99,17 +126,29 @@ void Stream::finish_lent_write() {
 
 void Stream::write_owned(std::span<const uint8_t> bytes) {
   if (bytes.empty() || closing_ || shutting_down_) return;
-  uv_buf_t buf = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(bytes.data())),
-                             static_cast<unsigned>(bytes.size()));
+  if (tls_ != nullptr) {
+    if (!tls_->write(bytes)) {
+      close();
+      return;
+    }
+    flush_tls_output();
+    return;
+  }
+  raw_write_owned(std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+}
+
+void Stream::raw_write_owned(std::string bytes) {
+  if (bytes.empty() || closing_) return;
+  uv_buf_t buf = uv_buf_init(bytes.data(), static_cast<unsigned>(bytes.size()));
   int written = uv_try_write(uv(), &buf, 1);
   if (written == static_cast<int>(bytes.size())) return;
   if (written < 0 && written != UV_EAGAIN) {
     close();
     return;
   }
-  const size_t offset = written > 0 ? static_cast<size_t>(written) : 0;
   auto write = std::make_unique<OwnedWrite>();
-  write->bytes.assign(reinterpret_cast<const char*>(bytes.data()) + offset, bytes.size() - offset);
+  write->bytes = std::move(bytes);
+  if (written > 0) write->bytes.erase(0, static_cast<size_t>(written));
   uv_buf_t rest = uv_buf_init(write->bytes.data(), static_cast<unsigned>(write->bytes.size()));
   write->req.data = write.get();
   if (uv_write(&write->req, uv(), &rest, 1, &Stream::on_owned_written) != 0) {
@@ -117,6 +156,59 @@ void Stream::write_owned(std::span<const uint8_t> bytes) {
     return;
   }
   write.release();  // Freed in on_owned_written.
+}
+
+void Stream::start_tls(const TlsContext& context, const std::string& host) {
+  tls_ = std::make_unique<TlsSession>(context, host);
+  if (!context.is_server()) on_tls_input();  // The client speaks first: ClientHello.
+}
+
+void Stream::flush_tls_output() {
+  if (tls_ == nullptr || !tls_->has_output()) return;
+  std::string out;
+  tls_->take_output(out);
+  raw_write_owned(std::move(out));
+}
+
+void Stream::tls_failed(const std::string& message) {
+  tls_error_ = message;
+  stop_reading();
+  events_.on_eof(*this, UV_EPROTO);
+}
+
+void Stream::on_tls_input() {
+  if (!tls_->handshake_done()) {
+    auto done = tls_->handshake();
+    flush_tls_output();
+    if (!done) {
+      tls_failed(done.error().message);
+      return;
+    }
+    if (!*done) return;
+    events_.on_tls_ready(*this);
+    if (closing_) return;
+  }
+  pump();
+}
+
+void Stream::pump() {
+  if (pumping_) return;
+  pumping_ = true;
+  while (reading_ && !closing_) {
+    std::span<uint8_t> tail = input_.free_tail();
+    if (tail.empty()) break;
+    auto n = tls_->read(tail);
+    flush_tls_output();
+    if (!n) {
+      pumping_ = false;
+      tls_failed(n.error().message);
+      return;
+    }
+    if (*n == 0) break;
+    input_.commit_received(*n);
+    events_.on_readable(*this);
+  }
+  pumping_ = false;
 }
 
 void Stream::on_owned_written(uv_write_t* req, int status) {

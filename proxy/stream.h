@@ -10,6 +10,11 @@
 //    only if the kernel does not take them at once.
 // Both try uv_try_write first when nothing is queued.
 //
+// TLS: after start_tls(), bytes read are decrypted into input() and every
+// write is encrypted; the owner sees plaintext only. A lent write is
+// encrypted at once (SSL_write copies), and the lender still waits until the
+// ciphertext has reached the kernel, so backpressure works the same way.
+//
 // Lifetime: a Stream is embedded in its owner and never moves. close() is
 // idempotent; on_closed() fires from libuv's close callback, after which the
 // owner may be freed. If a stream closes while a slice of its buffer is lent
@@ -20,10 +25,12 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 
 #include "proxy/buffer.h"
+#include "proxy/tls_session.h"
 
 namespace pgmux::proxy {
 
@@ -35,6 +42,8 @@ class StreamEvents {
   virtual void on_eof(Stream& stream, int status) = 0;  // Peer closed or read error.
   virtual void on_lent_write_done(Stream& lender) = 0;  // A slice we lent was written.
   virtual void on_closed(Stream& stream) = 0;  // Close callback: owner may free itself.
+  // The TLS handshake completed (after start_tls).
+  virtual void on_tls_ready(Stream& /*stream*/) {}
 
  protected:
   ~StreamEvents() = default;
@@ -43,6 +52,7 @@ class StreamEvents {
 class Stream {
  public:
   Stream(StreamEvents& events, BlockPool& blocks);
+  ~Stream();
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
 
@@ -71,6 +81,16 @@ class Stream {
     write_owned({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
   }
 
+  // Starts TLS on this connection: as a server or a client depending on the
+  // context (`host` is the client role's SNI and verification name).
+  // REQUIRES: input() holds no unread bytes (they would be plaintext that an
+  // attacker injected before the handshake; the caller refuses them).
+  void start_tls(const TlsContext& context, const std::string& host = {});
+  bool tls() const { return tls_ != nullptr; }
+  TlsSession* tls_session() { return tls_.get(); }
+  // Why the last TLS operation failed (on_eof then has status UV_EPROTO).
+  const std::string& tls_error() const { return tls_error_; }
+
   // Closes after every queued write has gone out (or failed).
   void close_after_writes();
   void close();
@@ -87,6 +107,13 @@ class Stream {
   static void on_shutdown(uv_shutdown_t* req, int status);
   static void on_close(uv_handle_t* handle);
   void finish_lent_write();
+  // Raw (ciphertext or plaintext) output path.
+  void raw_write_owned(std::string bytes);
+  void flush_tls_output();
+  void on_tls_input();
+  // Decrypts what the TLS session holds into input() while reading.
+  void pump();
+  void tls_failed(const std::string& message);
 
   StreamEvents& events_;
   Buffer input_;
@@ -99,6 +126,10 @@ class Stream {
   bool reading_ = false;
   bool closing_ = false;
   bool shutting_down_ = false;
+  std::unique_ptr<TlsSession> tls_;
+  std::string tls_out_;  // Ciphertext of the lent write in flight.
+  std::string tls_error_;
+  bool pumping_ = false;
 };
 
 }  // namespace pgmux::proxy

@@ -412,7 +412,9 @@ std::string be32(uint32_t v) {
 }
 
 TEST_CASE("malformed startup packets get FATAL and a closed connection; others carry on") {
-  ProxyRunner proxy(make_config(shared_pg()));
+  config::Config config = make_config(shared_pg());
+  config.auth_type = config::AuthType::kTrust;  // The raw client below speaks no SCRAM.
+  ProxyRunner proxy(config);
   Conn healthy(proxy.conninfo());
   REQUIRE(healthy.ok());
   CHECK(healthy.value("select 1") == "1");
@@ -491,7 +493,8 @@ TEST_CASE("the pgmux binary serves DATABASE_URL and stops cleanly on SIGTERM and
       _exit(127);
     }
     const std::string conninfo = "host=127.0.0.1 port=" + std::to_string(port) + " user=" +
-                                 kScramUser + " dbname=app sslmode=disable connect_timeout=2";
+                                 kScramUser + " password=" + kScramPassword +
+                                 " dbname=app sslmode=disable connect_timeout=2";
     const auto deadline = Clock::now() + std::chrono::seconds(20);
     while (PQping(conninfo.c_str()) != PQPING_OK) REQUIRE(Clock::now() < deadline);
     {

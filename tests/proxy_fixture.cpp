@@ -1,6 +1,7 @@
 #include "tests/proxy_fixture.h"
 
 #include <doctest/doctest.h>
+#include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <cstdlib>
@@ -30,6 +31,16 @@ config::Config make_config(const PgServer& pg, const std::string& user,
 }
 
 ProxyRunner::ProxyRunner(config::Config config) {
+  // PGMUX_TEST_LOG_FILE sends pgmux's log there (scripts/test greps it for
+  // secrets afterwards); otherwise it goes to stderr.
+  static const bool file_sink = [] {
+    const char* path = std::getenv("PGMUX_TEST_LOG_FILE");
+    if (path == nullptr || *path == '\0') return false;
+    spdlog::set_default_logger(spdlog::basic_logger_mt("pgmux", path, /*truncate=*/true));
+    spdlog::flush_every(std::chrono::seconds(1));
+    return true;
+  }();
+  (void)file_sink;
   proxy::init_logging(config.log_level);
   if (uv_loop_init(&loop_) != 0) throw std::runtime_error("uv_loop_init failed");
   proxy_ = std::make_unique<proxy::Proxy>(std::move(config), &loop_);
@@ -47,14 +58,16 @@ ProxyRunner::~ProxyRunner() {
   CHECK_MESSAGE(rc == 0, "the event loop still had open handles after stop");
 }
 
-std::string ProxyRunner::conninfo(const std::string& user, const std::string& dbname) const {
+std::string ProxyRunner::conninfo(const std::string& user, const std::string& dbname,
+                                  const std::string& password) const {
   return "host=127.0.0.1 port=" + std::to_string(port_) + " user=" + user + " dbname=" + dbname +
-         " sslmode=disable";
+         " password=" + password + " sslmode=disable";
 }
 
-std::string ProxyRunner::url(const std::string& user, const std::string& dbname) const {
-  return "postgresql://" + user + "@127.0.0.1:" + std::to_string(port_) + "/" + dbname +
-         "?sslmode=disable";
+std::string ProxyRunner::url(const std::string& user, const std::string& dbname,
+                             const std::string& password) const {
+  return "postgresql://" + user + ":" + password + "@127.0.0.1:" + std::to_string(port_) + "/" +
+         dbname + "?sslmode=disable";
 }
 
 int pgmux_backends(const PgServer& pg) {

@@ -30,10 +30,13 @@ class ProxyRunner {
   ProxyRunner& operator=(const ProxyRunner&) = delete;
 
   uint16_t port() const { return port_; }
-  // libpq key=value conninfo for a client of pgmux.
-  std::string conninfo(const std::string& user = kScramUser, const std::string& dbname = "app") const;
+  // libpq key=value conninfo for a client of pgmux. The defaults log in by
+  // the drop-in rule: the upstream's own user and password.
+  std::string conninfo(const std::string& user = kScramUser, const std::string& dbname = "app",
+                       const std::string& password = kScramPassword) const;
   // The same as a URI, for psql and pgbench.
-  std::string url(const std::string& user = kScramUser, const std::string& dbname = "app") const;
+  std::string url(const std::string& user = kScramUser, const std::string& dbname = "app",
+                  const std::string& password = kScramPassword) const;
 
  private:
   uv_loop_t loop_{};

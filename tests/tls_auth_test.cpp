@@ -1,0 +1,270 @@
+// TLS on both sides and client authentication, end to end with libpq,
+// psql and pgbench against a PostgreSQL 15 that runs with ssl = on.
+#include <doctest/doctest.h>
+#include <libpq-fe.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "protocol/scram_server.h"
+#include "tests/pg_fixture.h"
+#include "tests/proxy_fixture.h"
+
+namespace pgmux::testing {
+namespace {
+
+constexpr const char* kBin = "/usr/lib/postgresql/15/bin/";
+
+PgServer& tls_pg() {
+  // Also on 127.0.0.2, an address its certificate does not name.
+  static PgServer pg(PgOptions{.max_connections = 200,
+                               .extra_conf = {"listen_addresses = '127.0.0.1,127.0.0.2'"},
+                               .ssl = true});
+  return pg;
+}
+
+// Connects; returns "" on success, else libpq's error message.
+std::string try_connect(const std::string& conninfo, std::string* sqlstate = nullptr) {
+  PGconn* conn = PQconnectdb(conninfo.c_str());
+  std::string error;
+  if (PQstatus(conn) != CONNECTION_OK) {
+    error = PQerrorMessage(conn);
+    if (error.empty()) error = "unknown error";
+  } else {
+    PGresult* r = PQexec(conn, "select 1");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) error = PQresultErrorMessage(r);
+    PQclear(r);
+  }
+  if (sqlstate != nullptr) {
+    // libpq keeps no SQLSTATE for a failed connection; read it from the text.
+    *sqlstate = error.find("password authentication failed") != std::string::npos ? "28P01" : "";
+  }
+  PQfinish(conn);
+  return error;
+}
+
+std::string query_one(const std::string& conninfo, const std::string& sql) {
+  PGconn* conn = PQconnectdb(conninfo.c_str());
+  REQUIRE_MESSAGE(PQstatus(conn) == CONNECTION_OK, PQerrorMessage(conn));
+  PGresult* r = PQexec(conn, sql.c_str());
+  REQUIRE_MESSAGE(PQresultStatus(r) == PGRES_TUPLES_OK, PQresultErrorMessage(r));
+  std::string value = PQgetvalue(r, 0, 0);
+  PQclear(r);
+  PQfinish(conn);
+  return value;
+}
+
+std::string base(const ProxyRunner& proxy, const std::string& user, const std::string& password) {
+  return "hostaddr=127.0.0.1 host=localhost port=" + std::to_string(proxy.port()) +
+         " dbname=app user=" + user + " password=" + password;
+}
+
+config::Config tls_upstream_config(config::SslMode mode, const std::string& root,
+                                   const std::string& host = "127.0.0.1") {
+  config::Config config = make_config(tls_pg());
+  config.databases[0].upstream.host = host;
+  config.databases[0].upstream.sslmode = mode;
+  config.databases[0].upstream.sslrootcert = root;
+  config.min_server_connections = 0;
+  return config;
+}
+
+TEST_CASE("upstream TLS: verify-full succeeds, and a wrong CA or host name fails clearly") {
+  const TestPki& pki = test_pki();
+  SUBCASE("verify-full by IP address and by host name") {
+    for (const char* host : {"127.0.0.1", "localhost"}) {
+      ProxyRunner proxy(tls_upstream_config(config::SslMode::kVerifyFull, pki.ca_cert, host));
+      CHECK(query_one(proxy.conninfo(), "select ssl::text from pg_stat_ssl where pid = "
+                                        "pg_backend_pid()") == "true");
+    }
+  }
+  SUBCASE("wrong CA") {
+    ProxyRunner proxy(tls_upstream_config(config::SslMode::kVerifyFull, pki.other_ca_cert));
+    const std::string error = try_connect(proxy.conninfo());
+    INFO(error);
+    CHECK(error.find("certificate verify failed") != std::string::npos);
+  }
+  SUBCASE("wrong host name") {
+    config::Config config = tls_upstream_config(config::SslMode::kVerifyFull, pki.ca_cert);
+    // The certificate names localhost and 127.0.0.1; ask for another name
+    // that still reaches the server.
+    config.databases[0].upstream.host = "127.0.0.2";
+    ProxyRunner proxy(config);
+    const std::string error = try_connect(proxy.conninfo());
+    INFO(error);
+    CHECK(error.find("TLS") != std::string::npos);
+    CHECK(error.find("certificate verify failed") != std::string::npos);
+  }
+  SUBCASE("require without a root certificate encrypts without verifying") {
+    ProxyRunner proxy(tls_upstream_config(config::SslMode::kRequire, ""));
+    CHECK(query_one(proxy.conninfo(), "select ssl::text from pg_stat_ssl where pid = "
+                                      "pg_backend_pid()") == "true");
+  }
+}
+
+config::Config client_tls_config(config::ClientTls mode) {
+  const TestPki& pki = test_pki();
+  config::Config config = make_config(tls_pg());
+  config.client_tls = mode;
+  config.client_tls_cert_file = pki.server_cert;
+  config.client_tls_key_file = pki.server_key;
+  return config;
+}
+
+TEST_CASE("client TLS: require, verify-full and channel binding; plaintext refused when required") {
+  const TestPki& pki = test_pki();
+  ProxyRunner proxy(client_tls_config(config::ClientTls::kRequire));
+  const std::string login = base(proxy, kScramUser, kScramPassword);
+  CHECK(query_one(login + " sslmode=require", "select 1") == "1");
+  CHECK(query_one(login + " sslmode=verify-full sslrootcert=" + pki.ca_cert, "select 1") == "1");
+  CHECK(query_one(login + " sslmode=require channel_binding=require", "select 2") == "2");
+  CHECK(try_connect(login + " sslmode=verify-full sslrootcert=" + pki.other_ca_cert) != "");
+
+  const std::string plain_error = try_connect(login + " sslmode=disable");
+  INFO(plain_error);
+  CHECK(plain_error.find("pgmux accepts only TLS connections") != std::string::npos);
+
+  // psql, too.
+  CommandResult psql = run_command(std::string(kBin) + "psql -X -Atc 'select 40 + 2' '" + login +
+                                   " sslmode=verify-full sslrootcert=" + pki.ca_cert + "'");
+  INFO(psql.output);
+  CHECK(psql.status == 0);
+  CHECK(psql.output.find("42") != std::string::npos);
+}
+
+TEST_CASE("pgbench -S with 100 TLS clients: zero errors") {
+  ProxyRunner proxy(client_tls_config(config::ClientTls::kAllow));
+  const std::string url = "postgresql://" + std::string(kScramUser) + ":" + kScramPassword +
+                          "@127.0.0.1:" + std::to_string(proxy.port()) + "/app?sslmode=require";
+  CommandResult init = run_command(std::string(kBin) + "pgbench -i -s 1 -q '" + url + "'");
+  INFO(init.output);
+  REQUIRE(init.status == 0);
+  CommandResult r = run_command(std::string(kBin) + "pgbench -n -S -c 100 -j 4 -T 4 '" + url + "'");
+  INFO(r.output);
+  CHECK(r.status == 0);
+  CHECK(r.output.find("number of failed transactions: 0 ") != std::string::npos);
+}
+
+// Users in every stored form, from TOML-equivalent config and an auth_file.
+struct AuthFixture {
+  std::filesystem::path dir;
+  std::string auth_file;
+  AuthFixture() {
+    dir = std::filesystem::temp_directory_path() / ("pgmux-auth-" + std::to_string(getpid()));
+    std::filesystem::create_directories(dir);
+    auth_file = (dir / "userlist.txt").string();
+    std::ofstream f(auth_file);
+    f << "; PgBouncer's format\n"
+      << "\"file_scram\" \"" << protocol::format_scram_secret(protocol::make_scram_secret("fs-pw"))
+      << "\"\n"
+      << "\"file_md5\" \"" << protocol::md5_stored_hash("file_md5", "fm-pw") << "\"\n"
+      << "\"file_plain\" \"fp-pw\"\n";
+    f.close();
+    std::filesystem::permissions(auth_file, std::filesystem::perms::owner_read |
+                                                std::filesystem::perms::owner_write);
+  }
+  ~AuthFixture() { std::filesystem::remove_all(dir); }
+
+  config::Config make(config::AuthType type) const {
+    config::Config config = make_config(shared_tls_free_pg());
+    config.auth_type = type;
+    config.auth_file = auth_file;
+    config.users.push_back(config::User{
+        "toml_scram", protocol::format_scram_secret(protocol::make_scram_secret("ts-pw")), {}});
+    config.users.push_back(
+        config::User{"toml_md5", protocol::md5_stored_hash("toml_md5", "tm-pw"), {}});
+    config.users.push_back(config::User{"toml_plain", "tp-pw", {}});
+    return config;
+  }
+  static PgServer& shared_tls_free_pg() { return tls_pg(); }
+};
+
+config::Config loaded(config::Config config) {
+  // The auth_file is read by config::load; do the same here.
+  std::ifstream in(config.auth_file);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto users = config::parse_userlist(text, config.auth_file);
+  REQUIRE(users.ok());
+  for (const config::User& user : *users) config.users.push_back(user);
+  return config;
+}
+
+TEST_CASE("client authentication: scram-sha-256, md5 and password against TOML and auth_file users") {
+  AuthFixture fixture;
+  struct Case {
+    const char* user;
+    const char* password;
+    bool scram_stored;
+  };
+  const Case cases[] = {{"toml_scram", "ts-pw", true},  {"toml_md5", "tm-pw", false},
+                        {"toml_plain", "tp-pw", false}, {"file_scram", "fs-pw", true},
+                        {"file_md5", "fm-pw", false},   {"file_plain", "fp-pw", false}};
+  for (config::AuthType type :
+       {config::AuthType::kScramSha256, config::AuthType::kMd5, config::AuthType::kPassword}) {
+    config::Config config = loaded(fixture.make(type));
+    if (type == config::AuthType::kMd5) {
+      // md5 cannot check a SCRAM secret (validation refuses such a setup).
+      std::erase_if(config.users, [](const config::User& u) {
+        return u.password.rfind("SCRAM-SHA-256$", 0) == 0;
+      });
+    }
+    ProxyRunner proxy(config);
+    for (const Case& c : cases) {
+      if (type == config::AuthType::kMd5 && c.scram_stored) continue;
+      INFO("auth_type " << config::to_string(type) << ", user " << c.user);
+      const std::string login = base(proxy, c.user, c.password) + " sslmode=disable";
+      CHECK(try_connect(login) == "");
+      std::string wrong_state;
+      const std::string wrong = try_connect(base(proxy, c.user, "nope") + " sslmode=disable",
+                                            &wrong_state);
+      CHECK(wrong_state == "28P01");
+      // An unknown user hears exactly the same, but for the name.
+      std::string unknown = try_connect(base(proxy, "nobody", "nope") + " sslmode=disable");
+      const std::string from = "\"nobody\"";
+      const size_t at = unknown.find(from);
+      REQUIRE(at != std::string::npos);
+      unknown.replace(at, from.size(), "\"" + std::string(c.user) + "\"");
+      CHECK(unknown == wrong);
+    }
+  }
+}
+
+TEST_CASE("trust logs in any configured user without a password") {
+  AuthFixture fixture;
+  ProxyRunner proxy(loaded(fixture.make(config::AuthType::kTrust)));
+  CHECK(try_connect(base(proxy, "toml_md5", "ignored") + " sslmode=disable") == "");
+  CHECK(try_connect(base(proxy, "file_plain", "") + " sslmode=disable") == "");
+}
+
+TEST_CASE("drop-in: with only DATABASE_URL, its user and password log in and nothing else") {
+  ProxyRunner proxy(make_config(tls_pg()));
+  CHECK(try_connect(base(proxy, kScramUser, kScramPassword) + " sslmode=disable") == "");
+  std::string state;
+  try_connect(base(proxy, kScramUser, "not-the-password") + " sslmode=disable", &state);
+  CHECK(state == "28P01");
+  CHECK(try_connect(base(proxy, kMd5User, kMd5Password) + " sslmode=disable") != "");
+}
+
+TEST_CASE("allowed_cidrs: a client outside the ranges gets 28000") {
+  config::Config config = make_config(tls_pg());
+  auto outside = config::parse_cidr("10.0.0.0/8");
+  REQUIRE(outside.ok());
+  config.allowed_cidrs.push_back(*outside);
+  {
+    ProxyRunner proxy(config);
+    const std::string error =
+        try_connect(base(proxy, kScramUser, kScramPassword) + " sslmode=disable");
+    INFO(error);
+    CHECK(error.find("does not accept connections from") != std::string::npos);
+  }
+  auto loopback = config::parse_cidr("127.0.0.0/8");
+  REQUIRE(loopback.ok());
+  config.allowed_cidrs.push_back(*loopback);
+  ProxyRunner proxy(config);
+  CHECK(try_connect(base(proxy, kScramUser, kScramPassword) + " sslmode=disable") == "");
+}
+
+}  // namespace
+}  // namespace pgmux::testing
