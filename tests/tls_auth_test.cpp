@@ -4,7 +4,11 @@
 #include <libpq-fe.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <optional>
 #include <fstream>
 #include <string>
 
@@ -151,45 +155,63 @@ TEST_CASE("pgbench -S with 100 TLS clients: zero errors") {
 struct AuthFixture {
   std::filesystem::path dir;
   std::string auth_file;
+  std::string md5_auth_file;  // Without SCRAM secrets, which md5 cannot check.
   AuthFixture() {
     dir = std::filesystem::temp_directory_path() / ("pgmux-auth-" + std::to_string(getpid()));
     std::filesystem::create_directories(dir);
     auth_file = (dir / "userlist.txt").string();
-    std::ofstream f(auth_file);
-    f << "; PgBouncer's format\n"
-      << "\"file_scram\" \"" << protocol::format_scram_secret(protocol::make_scram_secret("fs-pw"))
-      << "\"\n"
-      << "\"file_md5\" \"" << protocol::md5_stored_hash("file_md5", "fm-pw") << "\"\n"
-      << "\"file_plain\" \"fp-pw\"\n";
-    f.close();
-    std::filesystem::permissions(auth_file, std::filesystem::perms::owner_read |
-                                                std::filesystem::perms::owner_write);
+    md5_auth_file = (dir / "userlist-md5.txt").string();
+    for (const std::string& path : {auth_file, md5_auth_file}) {
+      std::ofstream f(path);
+      f << "; PgBouncer's format\n";
+      if (path == auth_file) {
+        f << "\"file_scram\" \""
+          << protocol::format_scram_secret(protocol::make_scram_secret("fs-pw")) << "\"\n";
+      }
+      f << "\"file_md5\" \"" << protocol::md5_stored_hash("file_md5", "fm-pw") << "\"\n"
+        << "\"file_plain\" \"fp-pw\"\n";
+      f.close();
+      std::filesystem::permissions(path, std::filesystem::perms::owner_read |
+                                             std::filesystem::perms::owner_write);
+    }
   }
   ~AuthFixture() { std::filesystem::remove_all(dir); }
 
+  // Loads a real pgmux.toml (users in [users.NAME] tables, the auth_file
+  // above) through config::load, with the upstream from DATABASE_URL.
   config::Config make(config::AuthType type) const {
-    config::Config config = make_config(shared_tls_free_pg());
-    config.auth_type = type;
-    config.auth_file = auth_file;
-    config.users.push_back(config::User{
-        "toml_scram", protocol::format_scram_secret(protocol::make_scram_secret("ts-pw")), {}});
-    config.users.push_back(
-        config::User{"toml_md5", protocol::md5_stored_hash("toml_md5", "tm-pw"), {}});
-    config.users.push_back(config::User{"toml_plain", "tp-pw", {}});
+    const std::string toml_path = (dir / "pgmux.toml").string();
+    std::ofstream toml(toml_path);
+    const bool md5 = type == config::AuthType::kMd5;
+    toml << "auth_type = \"" << config::to_string(type) << "\"\n"
+         << "auth_file = \"" << (md5 ? md5_auth_file : auth_file) << "\"\n"
+         << "listen = \"127.0.0.1:0\"\n";
+    if (!md5) {
+      toml << "[users.toml_scram]\npassword = \""
+           << protocol::format_scram_secret(protocol::make_scram_secret("ts-pw")) << "\"\n";
+    }
+    toml << "[users.toml_md5]\npassword = \"" << protocol::md5_stored_hash("toml_md5", "tm-pw")
+         << "\"\n"
+         << "[users.toml_plain]\npassword = \"tp-pw\"\n";
+    toml.close();
+    const std::string url = tls_pg().url(kScramUser, kScramPassword);
+    config::LoadOptions options;
+    options.config_path = toml_path;
+    options.getenv = [url](const std::string& name) -> std::optional<std::string> {
+      if (name == "DATABASE_URL") return url + "?application_name=pgmux";
+      return std::nullopt;
+    };
+    auto loaded = config::load(options);
+    REQUIRE_MESSAGE(loaded.ok(), (loaded.ok() ? "" : loaded.error().message));
+    config::Config config = *loaded;
+    config.databases[0].upstream.sslmode = config::SslMode::kDisable;
+    const char* level = std::getenv("PGMUX_TEST_LOG_LEVEL");
+    config.log_level = level != nullptr ? level : "warn";
     return config;
   }
   static PgServer& shared_tls_free_pg() { return tls_pg(); }
 };
 
-config::Config loaded(config::Config config) {
-  // The auth_file is read by config::load; do the same here.
-  std::ifstream in(config.auth_file);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto users = config::parse_userlist(text, config.auth_file);
-  REQUIRE(users.ok());
-  for (const config::User& user : *users) config.users.push_back(user);
-  return config;
-}
 
 TEST_CASE("client authentication: scram-sha-256, md5 and password against TOML and auth_file users") {
   AuthFixture fixture;
@@ -203,14 +225,9 @@ TEST_CASE("client authentication: scram-sha-256, md5 and password against TOML a
                         {"file_md5", "fm-pw", false},   {"file_plain", "fp-pw", false}};
   for (config::AuthType type :
        {config::AuthType::kScramSha256, config::AuthType::kMd5, config::AuthType::kPassword}) {
-    config::Config config = loaded(fixture.make(type));
-    if (type == config::AuthType::kMd5) {
-      // md5 cannot check a SCRAM secret (validation refuses such a setup).
-      std::erase_if(config.users, [](const config::User& u) {
-        return u.password.rfind("SCRAM-SHA-256$", 0) == 0;
-      });
-    }
-    ProxyRunner proxy(config);
+    // md5 cannot check a SCRAM secret (validation refuses such a setup), so
+    // the md5 round has no SCRAM-stored users.
+    ProxyRunner proxy(fixture.make(type));
     for (const Case& c : cases) {
       if (type == config::AuthType::kMd5 && c.scram_stored) continue;
       INFO("auth_type " << config::to_string(type) << ", user " << c.user);
@@ -233,7 +250,7 @@ TEST_CASE("client authentication: scram-sha-256, md5 and password against TOML a
 
 TEST_CASE("trust logs in any configured user without a password") {
   AuthFixture fixture;
-  ProxyRunner proxy(loaded(fixture.make(config::AuthType::kTrust)));
+  ProxyRunner proxy(fixture.make(config::AuthType::kTrust));
   CHECK(try_connect(base(proxy, "toml_md5", "ignored") + " sslmode=disable") == "");
   CHECK(try_connect(base(proxy, "file_plain", "") + " sslmode=disable") == "");
 }
@@ -264,6 +281,50 @@ TEST_CASE("allowed_cidrs: a client outside the ranges gets 28000") {
   config.allowed_cidrs.push_back(*loopback);
   ProxyRunner proxy(config);
   CHECK(try_connect(base(proxy, kScramUser, kScramPassword) + " sslmode=disable") == "");
+}
+
+TEST_CASE("TLS on both sides: a 20 MB value round-trips, and cancel reaches a TLS upstream") {
+  const TestPki& pki = test_pki();
+  config::Config config = client_tls_config(config::ClientTls::kRequire);
+  config.databases[0].upstream.sslmode = config::SslMode::kVerifyFull;
+  config.databases[0].upstream.sslrootcert = pki.ca_cert;
+  ProxyRunner proxy(config);
+  PGconn* conn = PQconnectdb((base(proxy, kScramUser, kScramPassword) +
+                              " sslmode=verify-full sslrootcert=" + pki.ca_cert)
+                                 .c_str());
+  REQUIRE_MESSAGE(PQstatus(conn) == CONNECTION_OK, PQerrorMessage(conn));
+
+  std::string big(20 * 1024 * 1024, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>((i * 2654435761u) >> 13);
+  const char* values[] = {big.data()};
+  const int lengths[] = {static_cast<int>(big.size())};
+  const int formats[] = {1};
+  PGresult* r = PQexecParams(conn, "select $1::bytea", 1, nullptr, values, lengths, formats, 1);
+  REQUIRE_MESSAGE(PQresultStatus(r) == PGRES_TUPLES_OK, PQresultErrorMessage(r));
+  REQUIRE(static_cast<size_t>(PQgetlength(r, 0, 0)) == big.size());
+  CHECK(std::memcmp(PQgetvalue(r, 0, 0), big.data(), big.size()) == 0);
+  PQclear(r);
+
+  REQUIRE(PQsendQuery(conn, "select pg_sleep(30)") == 1);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (tls_pg().query_value("select count(*) from pg_stat_activity where query = "
+                              "'select pg_sleep(30)' and state = 'active'") != "1") {
+    REQUIRE(std::chrono::steady_clock::now() < deadline);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  PGcancel* cancel = PQgetCancel(conn);
+  char err[256];
+  REQUIRE(PQcancel(cancel, err, sizeof err) == 1);
+  PQfreeCancel(cancel);
+  r = PQgetResult(conn);
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const char* code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  CHECK(std::string(code != nullptr ? code : "") == "57014");
+  PQclear(r);
+  while ((r = PQgetResult(conn)) != nullptr) PQclear(r);
+  CHECK(elapsed < 1.0);
+  PQfinish(conn);
 }
 
 }  // namespace
