@@ -9,7 +9,9 @@
 
 #include "protocol/frame.h"
 #include "protocol/auth_messages.h"
+#include "protocol/extended.h"
 #include "protocol/messages.h"
+#include "protocol/sql_scan.h"
 #include "protocol/sqlstate.h"
 #include "proxy/log.h"
 #include "proxy/pool.h"
@@ -422,8 +424,9 @@ void ClientConn::attach(ServerConn* server) {
 
 void ClientConn::process_active() {
   if (stream_.lending()) return;  // Resumed in on_lent_write_done.
-  mark_messages(stream_.input(), message_left_, proxy_.config().max_message_size,
-                [this](const protocol::Frame& frame, protocol::ByteView /*bytes*/) {
+  Buffer& in = stream_.input();
+  mark_messages(in, message_left_, proxy_.config().max_message_size,
+                [this, &in](const protocol::Frame& frame, protocol::ByteView bytes) {
                   if (frame.status == FrameStatus::kInvalid) {
                     fail(sqlstate::kProtocolViolation, "invalid message length from the client");
                     return Step::kStop;
@@ -435,10 +438,49 @@ void ClientConn::process_active() {
                     close();
                     return Step::kStop;
                   }
+                  if ((frame.type == 'Q' || frame.type == 'P') && frame.size <= in.capacity()) {
+                    // Session-state statements are looked for in whole
+                    // messages only (a cheap keyword pre-check first).
+                    if (!frame.whole_in(bytes)) return Step::kStop;
+                    std::string_view sql;
+                    if (frame.type == 'Q') {
+                      sql = std::string_view(reinterpret_cast<const char*>(bytes.data()) +
+                                                 protocol::kMessageHeaderSize,
+                                             frame.size - protocol::kMessageHeaderSize);
+                    } else if (auto parse = protocol::parse_parse(bytes.first(frame.size))) {
+                      sql = parse->query;
+                    }
+                    if (protocol::may_change_session(sql)) inspect_sql(sql);
+                  }
                   server_->note_client_message(frame.type);
                   return Step::kForward;
                 });
   if (state_ == State::kActive) flush_to_server();
+}
+
+void ClientConn::inspect_sql(std::string_view sql) {
+  for (const protocol::SqlStatement& statement : protocol::scan_sql(sql)) {
+    switch (statement.kind) {
+      case protocol::SqlKind::kDiscardAll:
+        if (pinned_) spdlog::info("{}: DISCARD ALL: unpinned from its server", tag_);
+        pinned_ = false;
+        break;
+      case protocol::SqlKind::kDeallocate:
+      case protocol::SqlKind::kDeallocateAll:
+      case protocol::SqlKind::kExecute:
+      case protocol::SqlKind::kDiscardOther:
+      case protocol::SqlKind::kUnlisten:
+        break;
+      default:
+        if (!pinned_) {
+          spdlog::warn("{}: session-level statement in transaction mode: pinned to {} until it "
+                       "disconnects or runs DISCARD ALL",
+                       tag_, server_->tag());
+        }
+        pinned_ = true;
+        break;
+    }
+  }
 }
 
 void ClientConn::flush_to_server() {
@@ -510,7 +552,7 @@ void ClientConn::shut(bool after_writes) {
   if (server_ != nullptr) {
     ServerConn* server = server_;
     server_ = nullptr;
-    server->on_client_gone();
+    server->on_client_gone(/*reusable=*/!pinned_);
   }
   if (after_writes) {
     stream_.close_after_writes();

@@ -69,6 +69,10 @@ class ClientConn final : public PoolLink, public LoginLink, private StreamEvents
   int32_t cancel_pid() const { return cancel_pid_; }
   int32_t cancel_secret() const { return cancel_secret_; }
   uint64_t auth_failed_at() const { return auth_failed_at_; }
+  // The client ran a statement whose effect outlives its transaction
+  // (LISTEN, a session SET, a temp table, a session advisory lock, WITH HOLD,
+  // SQL PREPARE): it keeps its server until it disconnects or runs DISCARD ALL.
+  bool pinned() const { return pinned_; }
   // After the delay: FATAL 28P01, the same for every failure.
   void report_auth_failure();
   void set_cancel_key(int32_t pid, int32_t secret) {
@@ -114,6 +118,8 @@ class ClientConn final : public PoolLink, public LoginLink, private StreamEvents
   void process_idle();
   void process_active();
   void flush_to_server();
+  // Looks for session-state statements in a Query or Parse; pins or unpins.
+  void inspect_sql(std::string_view sql);
   void start_session(std::string_view user, std::string_view database);
   void begin_authentication();
   void process_auth();
@@ -149,6 +155,7 @@ class ClientConn final : public PoolLink, public LoginLink, private StreamEvents
   std::unique_ptr<protocol::ScramServer> scram_;
   std::array<uint8_t, 4> md5_salt_{};
   uint64_t auth_failed_at_ = 0;
+  bool pinned_ = false;
 };
 
 }  // namespace pgmux::proxy

@@ -471,6 +471,8 @@ void ServerConn::flush_to_client() {
 void ServerConn::maybe_release() {
   if (!release_after_flush_ || state_ != State::kActive) return;
   release_after_flush_ = false;
+  // A pinned client keeps its server: its session state lives there.
+  if (client_ != nullptr && client_->pinned()) return;
   if (clean() && !stream_.lending() && !stream_.lent_write_pending()) pool_.release(this);
 }
 
@@ -482,10 +484,10 @@ void ServerConn::on_lent_write_done(Stream& /*lender*/) {
   if (state_ == State::kActive) process_active();
 }
 
-void ServerConn::on_client_gone() {
+void ServerConn::on_client_gone(bool reusable) {
   client_ = nullptr;
   if (state_ != State::kActive) return;
-  if (clean() && message_left_ == 0 && !stream_.lending() && !stream_.lent_write_pending()) {
+  if (reusable && clean() && message_left_ == 0 && !stream_.lending() && !stream_.lent_write_pending()) {
     pool_.release(this);
   } else {
     close("its client disconnected inside a transaction");

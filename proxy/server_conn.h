@@ -94,8 +94,9 @@ class ServerConn final : public PoolLink, private StreamEvents {
   Stream& stream() { return stream_; }
   // The client forwarded a message of this type.
   void note_client_message(char type);
-  // The client went away while attached.
-  void on_client_gone();
+  // The client went away while attached. A server that holds session state
+  // (`reusable` false: its client was pinned) is closed, never reused.
+  void on_client_gone(bool reusable);
 
   void close(const char* reason);
 

@@ -518,3 +518,36 @@ TEST_CASE("the pgmux binary serves DATABASE_URL and stops cleanly on SIGTERM and
 
 }  // namespace
 }  // namespace pgmux::testing
+
+namespace pgmux::testing {
+namespace {
+
+TEST_CASE("session state pins a client: its temp table and search_path never reach another") {
+  config::Config config = make_config(shared_pg());
+  config.max_server_connections = 3;
+  config.min_server_connections = 0;
+  ProxyRunner proxy(config);
+  Conn a(proxy.conninfo());
+  REQUIRE(a.ok());
+  a.value("create temp table pinned_temp(x int)");
+  a.value("set search_path = pg_catalog, public");
+  std::vector<std::unique_ptr<Conn>> others;
+  for (int i = 0; i < 6; ++i) {
+    others.push_back(std::make_unique<Conn>(proxy.conninfo()));
+    REQUIRE(others.back()->ok());
+    for (int round = 0; round < 5; ++round) {
+      CHECK(others.back()->value("select coalesce(to_regclass('pg_temp.pinned_temp')::text, '')") ==
+            "");
+      CHECK(others.back()->value("show search_path") == "\"$user\", public");
+    }
+    // A's session survives across its own transactions.
+    CHECK(a.value("select count(*) from pinned_temp") == "0");
+    CHECK(a.value("show search_path") == "pg_catalog, public");
+  }
+  // DISCARD ALL ends the pin; the server is then shared again, and clean.
+  a.value("discard all");
+  CHECK(a.value("show search_path") == "\"$user\", public");
+}
+
+}  // namespace
+}  // namespace pgmux::testing
