@@ -449,6 +449,13 @@ void ClientConn::process_active() {
                                              frame.size - protocol::kMessageHeaderSize);
                     } else if (auto parse = protocol::parse_parse(bytes.first(frame.size))) {
                       sql = parse->query;
+                      // A named statement lives on one server. Until pgmux
+                      // virtualises them, the client keeps that server.
+                      if (!parse->name.empty() && !pinned_) {
+                        spdlog::info("{}: named prepared statement: pinned to {}", tag_,
+                                     server_->tag());
+                        pinned_ = true;
+                      }
                     }
                     if (protocol::may_change_session(sql)) inspect_sql(sql);
                   }

@@ -551,3 +551,20 @@ TEST_CASE("session state pins a client: its temp table and search_path never rea
 
 }  // namespace
 }  // namespace pgmux::testing
+
+namespace pgmux::testing {
+namespace {
+
+TEST_CASE("drivers: postgres.js, psycopg and node-postgres with their default prepared statements") {
+  ProxyRunner proxy(make_config(shared_pg()));
+  CommandResult r = run_command(std::string("bash ") + PGMUX_SOURCE_DIR +
+                                "/tests/drivers/run_drivers.sh '" + proxy.url() + "'");
+  INFO(r.output);
+  CHECK(r.status == 0);
+  CHECK(r.output.find("postgresjs: 8000 queries, 0 errors") != std::string::npos);
+  CHECK(r.output.find("psycopg: 2400 queries, 0 errors") != std::string::npos);
+  CHECK(r.output.find("node-postgres: 8000 queries, 0 errors") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace pgmux::testing
