@@ -3,31 +3,19 @@
 #include <cstring>
 
 #include "protocol/sqlstate.h"
+#include "protocol/wire.h"
 
 namespace pgmux::protocol {
 namespace {
 
-void append_u32(Bytes& out, uint32_t v) {
-  const char bytes[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16),
-                         static_cast<char>(v >> 8), static_cast<char>(v)};
-  out.append(bytes, 4);
-}
-
-// Writes 'R', a length placeholder and the code; returns the message start.
+// Writes 'R', a length placeholder and the code; returns where the length is.
 size_t begin_auth(Bytes& out, int32_t code) {
-  const size_t start = out.size();
-  out.push_back('R');
-  append_u32(out, 0);
-  append_u32(out, static_cast<uint32_t>(code));
-  return start;
+  const size_t at = wire::begin_message(out, 'R');
+  wire::put_i32(out, code);
+  return at;
 }
 
-void finish(Bytes& out, size_t start) {
-  const auto length = static_cast<uint32_t>(out.size() - start - 1);
-  for (int i = 0; i < 4; ++i) {
-    out[start + 1 + static_cast<size_t>(i)] = static_cast<char>(length >> (24 - 8 * i));
-  }
-}
+void finish(Bytes& out, size_t at) { wire::patch_length(out, at); }
 
 Error malformed(const char* what) {
   return Error{std::string(sqlstate::kProtocolViolation), std::string("malformed ") + what};

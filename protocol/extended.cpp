@@ -5,49 +5,15 @@
 #include <limits>
 
 #include "protocol/sqlstate.h"
+#include "protocol/wire.h"
 
 namespace pgmux::protocol {
+
+using namespace wire;  // NOLINT(google-build-using-namespace): internal helpers.
 
 namespace {
 
 // ---- Writing ----------------------------------------------------------------
-// messages.cpp keeps its helpers private; these few lines are repeated rather
-// than widening that file's interface.
-
-void put_u32(Bytes& out, uint32_t v) {
-  out.push_back(static_cast<char>((v >> 24) & 0xFF));
-  out.push_back(static_cast<char>((v >> 16) & 0xFF));
-  out.push_back(static_cast<char>((v >> 8) & 0xFF));
-  out.push_back(static_cast<char>(v & 0xFF));
-}
-
-void put_u16(Bytes& out, uint16_t v) {
-  out.push_back(static_cast<char>((v >> 8) & 0xFF));
-  out.push_back(static_cast<char>(v & 0xFF));
-}
-
-// REQUIRES: `s` holds no NUL; the wire format could not carry it.
-void put_cstring(Bytes& out, std::string_view s) {
-  assert(s.find('\0') == std::string_view::npos);
-  out.append(s);
-  out.push_back('\0');
-}
-
-void patch_length(Bytes& out, size_t at) {
-  assert(out.size() - at <= std::numeric_limits<uint32_t>::max());
-  const auto length = static_cast<uint32_t>(out.size() - at);
-  for (int i = 0; i < 4; ++i) {
-    out[at + static_cast<size_t>(i)] = static_cast<char>((length >> (24 - 8 * i)) & 0xFF);
-  }
-}
-
-size_t begin_message(Bytes& out, char type) {
-  out.push_back(type);
-  const size_t at = out.size();
-  put_u32(out, 0);
-  return at;
-}
-
 void append_empty(Bytes& out, char type) {
   out.push_back(type);
   put_u32(out, 4);
@@ -63,11 +29,6 @@ void append_target(Bytes& out, char type, char kind, std::string_view name) {
 
 // ---- Reading ----------------------------------------------------------------
 
-Error malformed(std::string_view what, std::string_view why) {
-  std::string message = "malformed ";
-  message.append(what).append(": ").append(why);
-  return make_error(std::string(sqlstate::kProtocolViolation), std::move(message));
-}
 
 // Finds the NUL ending a string that starts at `from`, looking no further
 // than `limit`. Returns `limit` when there is none.

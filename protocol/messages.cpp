@@ -4,44 +4,15 @@
 #include <cstring>
 
 #include "protocol/sqlstate.h"
+#include "protocol/wire.h"
 
 namespace pgmux::protocol {
+
+using namespace wire;  // NOLINT(google-build-using-namespace): internal helpers.
 
 namespace {
 
 // ---- Writing ----------------------------------------------------------------
-
-void put_u32(Bytes& out, uint32_t v) {
-  out.push_back(static_cast<char>((v >> 24) & 0xFF));
-  out.push_back(static_cast<char>((v >> 16) & 0xFF));
-  out.push_back(static_cast<char>((v >> 8) & 0xFF));
-  out.push_back(static_cast<char>(v & 0xFF));
-}
-
-void put_i32(Bytes& out, int32_t v) { put_u32(out, static_cast<uint32_t>(v)); }
-
-// REQUIRES: `s` holds no NUL; the wire format could not carry it.
-void put_cstring(Bytes& out, std::string_view s) {
-  assert(s.find('\0') == std::string_view::npos);
-  out.append(s);
-  out.push_back('\0');
-}
-
-// Overwrites the Int32 at `at` with the number of bytes from `at` to the end.
-void patch_length(Bytes& out, size_t at) {
-  const auto length = static_cast<uint32_t>(out.size() - at);
-  for (int i = 0; i < 4; ++i) {
-    out[at + static_cast<size_t>(i)] = static_cast<char>((length >> (24 - 8 * i)) & 0xFF);
-  }
-}
-
-// Writes the type byte and a placeholder length; returns where the length is.
-size_t begin_message(Bytes& out, char type) {
-  out.push_back(type);
-  const size_t at = out.size();
-  put_u32(out, 0);
-  return at;
-}
 
 void append_fields(Bytes& out, char type, std::string_view severity, std::string_view sqlstate,
                    std::string_view message, std::string_view detail, std::string_view hint) {
@@ -68,11 +39,6 @@ void append_fields(Bytes& out, char type, std::string_view severity, std::string
 
 // ---- Reading ----------------------------------------------------------------
 
-Error malformed(std::string_view what, std::string_view why) {
-  std::string message = "malformed ";
-  message.append(what).append(": ").append(why);
-  return make_error(std::string(sqlstate::kProtocolViolation), std::move(message));
-}
 
 // A cursor over the body of one message. Every read checks the bounds.
 class Reader {
