@@ -317,8 +317,12 @@ void Runner::stop() {
     interval_start_ns_ = now;
     results_.connect_s = static_cast<double>(now - start_ns_) / 1e9;
   }
-  // A last partial interval counts when it is at least half an interval.
-  if (static_cast<double>(now - interval_start_ns_) >= seconds_to_ns(options_.progress_s) / 2.0) {
+  // A last partial interval counts when it is at least half an interval, or
+  // when it is the only one (a short --transactions run).
+  const double rest_ns = static_cast<double>(now - interval_start_ns_);
+  if ((rest_ns >= static_cast<double>(seconds_to_ns(options_.progress_s)) / 2 ||
+       results_.timeline.empty()) &&
+      rest_ns > 0) {
     close_interval(now);
   }
   if (progress_printed_) std::fputc('\n', stderr);
