@@ -77,7 +77,18 @@ void Client::on_watch_closed(uv_handle_t* handle) noexcept {
 
 void Client::on_poll(int status, int events) {
   if (status < 0) {
-    lost(std::string("poll: ") + uv_strerror(status));
+    // libuv reports EPOLLERR as UV_EBADF and stops the handle. libpq reads
+    // the socket's own error (a refused connect, a reset) and says it better.
+    if (watch_ != nullptr) watch_->events = 0;
+    if (state_ == State::kConnecting) {
+      poll_connect();
+      return;
+    }
+    if (conn_ != nullptr && PQconsumeInput(conn_) == 0) {
+      lost(PQerrorMessage(conn_));
+      return;
+    }
+    lost(std::string("socket error: ") + uv_strerror(status));
     return;
   }
   switch (state_) {
@@ -287,7 +298,10 @@ bool Client::watch(int events) {
     }
     watch_ = w;
   }
-  if (watch_->events != events) {
+  // During a handshake libpq may close its socket and open the next one
+  // under the same number (the next address, or a retry without TLS); the
+  // kernel then forgot the old registration, so register again each time.
+  if (watch_->events != events || state_ == State::kConnecting) {
     if (uv_poll_start(&watch_->poll, events, &Client::on_poll_cb) != 0) return false;
     watch_->events = events;
   }
