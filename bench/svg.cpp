@@ -111,6 +111,15 @@ class Panel {
   double x_low_, x_high_, y_low_, y_high_;
 };
 
+// "1 us", "10 us", ..., "1 ms", ..., "10 s": a power of ten of microseconds.
+std::string decade_label(int power) {
+  static constexpr const char* kUnits[] = {"us", "ms", "s"};
+  const int unit = std::clamp(power / 3, 0, 2);
+  int value = 1;
+  for (int i = 0; i < power - unit * 3; ++i) value *= 10;
+  return std::to_string(value) + " " + kUnits[unit];
+}
+
 double max_of(const std::vector<Interval>& timeline, double (*get)(const Interval&)) {
   double m = 0;
   for (const Interval& i : timeline) m = std::max(m, get(i));
@@ -121,7 +130,7 @@ void throughput_panel(std::string& out, const Results& r, double y0) {
   const double t_max = r.timeline.empty() ? 1 : r.timeline.back().t;
   const double tps_max = max_of(r.timeline, [](const Interval& i) { return i.tps; });
   const std::vector<double> yt = nice_ticks(0, tps_max > 0 ? tps_max : 1, 5);
-  const std::vector<double> xt = nice_ticks(0, t_max, 8);
+  const std::vector<double> xt = nice_ticks(0, t_max * 0.995, 8);
   Panel p(out, y0, 0, std::max(t_max, xt.back()), 0, yt.back());
   p.frame("Throughput", "seconds", "transactions per second");
   for (double v : xt) p.x_tick(v, label(v));
@@ -140,7 +149,7 @@ void latency_time_panel(std::string& out, const Results& r, double y0) {
   const double ms_max =
       max_of(r.timeline, [](const Interval& i) { return static_cast<double>(i.p99_us) / 1000; });
   const std::vector<double> yt = nice_ticks(0, ms_max > 0 ? ms_max : 1, 5);
-  const std::vector<double> xt = nice_ticks(0, t_max, 8);
+  const std::vector<double> xt = nice_ticks(0, t_max * 0.995, 8);
   Panel p(out, y0, 0, std::max(t_max, xt.back()), 0, yt.back());
   p.frame("Latency over time", "seconds", "milliseconds");
   for (double v : xt) p.x_tick(v, label(v));
@@ -174,7 +183,7 @@ void distribution_panel(std::string& out, const Results& r, double y0) {
           "latency (log scale)");
   static constexpr const char* kNames[] = {"0%", "90%", "99%", "99.9%", "99.99%", "99.999%"};
   for (int n = 0; n <= static_cast<int>(nines_max); ++n) p.x_tick(n, kNames[n]);
-  for (double d = low; d <= high; d += 1) p.y_tick(d, format_us(std::pow(10.0, d)));
+  for (double d = low; d <= high; d += 1) p.y_tick(d, decade_label(static_cast<int>(d)));
   if (h.count() == 0) {
     p.note("no transactions");
     return;
