@@ -79,6 +79,11 @@ void Runner::request_connect(Client& client) {
 }
 
 void Runner::start_handshakes() {
+  // A connect that fails at once (no file descriptors left) comes back here
+  // through on_connection_lost; the loop below already carries on, and
+  // recursing once per queued client could exhaust the stack.
+  if (starting_handshakes_) return;
+  starting_handshakes_ = true;
   while (phase_ != Phase::kStopped && handshakes_ < options_.connect_concurrency &&
          !connect_queue_.empty()) {
     Client& client = *connect_queue_.front();
@@ -89,6 +94,7 @@ void Runner::start_handshakes() {
                      client.owner.generation});
     client.connect();  // May fail at once: on_connection_lost runs inside.
   }
+  starting_handshakes_ = false;
 }
 
 void Runner::on_connected(Client& client, uint64_t connect_us) {

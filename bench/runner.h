@@ -90,6 +90,7 @@ class Runner final : public ClientEvents {
   std::vector<std::unique_ptr<Client>> clients_;
   std::deque<Client*> connect_queue_;
   int handshakes_ = 0;  // In flight.
+  bool starting_handshakes_ = false;
   TimedQueue backoff_;
   TimedQueue deadlines_;
   std::vector<Client*> parked_;  // Ready, waiting for a rate slot.
