@@ -63,6 +63,16 @@ std::string_view to_string(AuthType type) {
   return "unknown";
 }
 
+std::string_view to_string(SessionPinning policy) {
+  switch (policy) {
+    case SessionPinning::kPin:
+      return "pin";
+    case SessionPinning::kRefuse:
+      return "refuse";
+  }
+  return "unknown";
+}
+
 std::string_view to_string(ClientTls mode) {
   switch (mode) {
     case ClientTls::kDisable:
@@ -258,7 +268,7 @@ Result<Duration> parse_duration(std::string_view text) {
 
 namespace detail {
 
-const std::array<KeySpec, 21> kScalarKeys = {{
+const std::array<KeySpec, 24> kScalarKeys = {{
     {"listen", KeyKind::kListen},
     {"max_client_conn", KeyKind::kCount, &Config::max_client_conn},
     {"client_login_timeout", KeyKind::kDuration, nullptr, &Config::client_login_timeout},
@@ -277,6 +287,9 @@ const std::array<KeySpec, 21> kScalarKeys = {{
     {"server_connect_timeout", KeyKind::kDuration, nullptr, &Config::server_connect_timeout},
     {"server_retry_initial", KeyKind::kDuration, nullptr, &Config::server_retry_initial},
     {"server_retry_max", KeyKind::kDuration, nullptr, &Config::server_retry_max},
+    {"max_prepared_statements", KeyKind::kCount, &Config::max_prepared_statements},
+    {"session_pinning", KeyKind::kSessionPinning},
+    {"max_pinned_server_connections", KeyKind::kCount, &Config::max_pinned_server_connections},
     {"max_message_size", KeyKind::kCount, &Config::max_message_size},
     {"log_level", KeyKind::kLogLevel},
     {"database_url", KeyKind::kDatabaseUrl},
@@ -306,6 +319,8 @@ bool is_log_level(std::string_view level) {
 
 constexpr std::array<ClientTls, 3> kClientTlsModes = {ClientTls::kDisable, ClientTls::kAllow,
                                                       ClientTls::kRequire};
+constexpr std::array<SessionPinning, 2> kPinningPolicies = {SessionPinning::kPin,
+                                                           SessionPinning::kRefuse};
 constexpr std::array<AuthType, 4> kAuthTypes = {AuthType::kTrust, AuthType::kScramSha256,
                                                 AuthType::kMd5, AuthType::kPassword};
 
@@ -445,6 +460,8 @@ Status apply_scalar(Config& config, const KeySpec& key, const ScalarInput& in) {
     }
     case KeyKind::kAuthType:
       return parse_enum(kAuthTypes, in, config.auth_type);
+    case KeyKind::kSessionPinning:
+      return parse_enum(kPinningPolicies, in, config.session_pinning);
     case KeyKind::kCidrList: {
       std::vector<std::string> items;
       if (in.list) {
@@ -635,6 +652,15 @@ Status validate(const Config& c) {
     return config_error("max_server_connections is " + std::to_string(c.max_server_connections) +
                         "; set it from 1 to 10000, at or below the upstream's connection "
                         "limit (the default is 15)");
+  }
+  if (c.max_prepared_statements < 1) {
+    return config_error("max_prepared_statements must be at least 1; the default is 200");
+  }
+  if (c.max_pinned_server_connections > c.max_server_connections) {
+    return config_error("max_pinned_server_connections (" +
+                        std::to_string(c.max_pinned_server_connections) +
+                        ") is greater than max_server_connections; lower it so pinned clients "
+                        "cannot hold the whole pool (0 means half of max_server_connections)");
   }
   if (c.min_server_connections > c.max_server_connections) {
     return config_error("min_server_connections (" + std::to_string(c.min_server_connections) +

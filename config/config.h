@@ -71,6 +71,11 @@ std::string_view to_string(AuthType type);
 enum class ClientTls { kDisable, kAllow, kRequire };
 std::string_view to_string(ClientTls mode);
 
+// What happens to a client that runs a statement whose effect outlives its
+// transaction (LISTEN, a temp table, a session advisory lock, ...).
+enum class SessionPinning { kPin, kRefuse };
+std::string_view to_string(SessionPinning policy);
+
 // A user clients may log in as. `password` is stored as given: a plain
 // password, an md5 hash ("md5" + 32 hex) or a SCRAM secret
 // ("SCRAM-SHA-256$..."), as in PgBouncer's auth_file. Never logged.
@@ -100,6 +105,21 @@ struct Config {
   // initial value up to the max, with +-25 % jitter.
   Duration server_retry_initial = std::chrono::milliseconds(500);
   Duration server_retry_max = std::chrono::seconds(8);
+
+  // Transaction-mode compatibility.
+  // Named prepared statements each server keeps (least recently used go).
+  uint32_t max_prepared_statements = 200;
+  // pin: the client keeps its server until it disconnects or runs DISCARD
+  // ALL; refuse: the statement fails with 0A000.
+  SessionPinning session_pinning = SessionPinning::kPin;
+  // At most this many servers per upstream are held by pinned clients; past
+  // it, session-level statements are refused. 0: half of
+  // max_server_connections (at least 1).
+  uint32_t max_pinned_server_connections = 0;
+  uint32_t effective_max_pinned() const {
+    if (max_pinned_server_connections != 0) return max_pinned_server_connections;
+    return max_server_connections / 2 > 0 ? max_server_connections / 2 : 1;
+  }
 
   // Client TLS. client_tls defaults to allow when a certificate is set,
   // else disable; require without a certificate is a validation error.

@@ -30,6 +30,7 @@ enum class KeyKind {
   kPath,       // A file name, stored as given; empty means none.
   kClientTls,  // disable | allow | require
   kAuthType,   // trust | scram-sha-256 | md5 | password
+  kSessionPinning,  // pin | refuse
   kCidrList,   // TOML: an array of strings; environment: comma-separated.
 };
 
@@ -42,7 +43,7 @@ struct KeySpec {
 };
 
 // Every scalar key, in documentation order.
-extern const std::array<KeySpec, 21> kScalarKeys;
+extern const std::array<KeySpec, 24> kScalarKeys;
 
 // Returns the spec named `name`, or nullptr.
 const KeySpec* find_scalar_key(std::string_view name);

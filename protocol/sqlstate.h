@@ -14,6 +14,7 @@ inline constexpr std::string_view kInvalidAuthorization = "28000";
 inline constexpr std::string_view kInvalidPassword = "28P01";
 inline constexpr std::string_view kInvalidCatalogName = "3D000";
 inline constexpr std::string_view kTooManyConnections = "53300";
+inline constexpr std::string_view kProgramLimitExceeded = "54000";
 inline constexpr std::string_view kQueryCanceled = "57014";
 inline constexpr std::string_view kAdminShutdown = "57P01";
 inline constexpr std::string_view kCannotConnectNow = "57P03";

@@ -33,6 +33,9 @@
 #include "protocol/result.h"
 #include "protocol/scram_server.h"
 #include "proxy/list.h"
+#include "proxy/relay.h"
+#include "proxy/session_params.h"
+#include "proxy/statements.h"
 #include "proxy/stream.h"
 
 namespace pgmux::proxy {
@@ -100,6 +103,10 @@ class ClientConn final : public PoolLink, public LoginLink, private StreamEvents
 
   // ---- Called by the attached ServerConn ----
   void on_server_lost();
+  // Session parameters this client differs from a fresh server by.
+  ParamOverrides& overrides() { return overrides_; }
+  // The client's Parse of `statement` failed: its name for it goes.
+  void forget_statement(const Statement* statement);
 
   // Closes at once (dropping unsent output) or after queued output.
   void close() { shut(false); }
@@ -107,6 +114,9 @@ class ClientConn final : public PoolLink, public LoginLink, private StreamEvents
  private:
   void shut(bool after_writes);
   void finish_discard();
+  // Answers a Parse/Close-only request for known statements without a
+  // server; false if the request needs one.
+  bool answer_without_server();
   // StreamEvents
   void on_readable(Stream& stream) override;
   void on_eof(Stream& stream, int status) override;
@@ -118,8 +128,24 @@ class ClientConn final : public PoolLink, public LoginLink, private StreamEvents
   void process_idle();
   void process_active();
   void flush_to_server();
-  // Looks for session-state statements in a Query or Parse; pins or unpins.
-  void inspect_sql(std::string_view sql);
+  // Every decided byte goes to the server; false (and reading stops) while
+  // that write is in flight.
+  bool drain_to_server();
+  // Per message type while active; each returns what mark_messages does next.
+  Step on_query(const protocol::Frame& frame, protocol::ByteView bytes);
+  Step on_parse(const protocol::Frame& frame, protocol::ByteView bytes);
+  Step on_bind(const protocol::Frame& frame, protocol::ByteView bytes);
+  Step on_describe_or_close(const protocol::Frame& frame, protocol::ByteView bytes);
+  // Sends the server what it needs so that `statement` is prepared there.
+  void prepare_on_server(Statement* statement);
+  // What a Query or Parse with session-state statements turns into.
+  enum class SqlAction { kForward, kRefuse, kDeallocate };
+  // Looks for session-state statements in a Query or Parse: tracks SET,
+  // pins, unpins. For kDeallocate, *statement is the client's statement.
+  SqlAction inspect_sql(std::string_view sql, bool named_parse, Statement** statement);
+  void pin();
+  void unpin();
+  ClientStatements& statements();
   void start_session(std::string_view user, std::string_view database);
   void begin_authentication();
   void process_auth();
@@ -156,6 +182,12 @@ class ClientConn final : public PoolLink, public LoginLink, private StreamEvents
   std::array<uint8_t, 4> md5_salt_{};
   uint64_t auth_failed_at_ = 0;
   bool pinned_ = false;
+  // Named prepared statements, made on the first named Parse.
+  std::unique_ptr<ClientStatements> statements_;
+  ParamOverrides overrides_;
+  // The startup packet's parameters, until the welcome turns them into
+  // overrides (the pool's baseline is known by then).
+  std::vector<std::pair<std::string, std::string>> startup_params_;
 };
 
 }  // namespace pgmux::proxy

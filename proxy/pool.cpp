@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
+#include <optional>
 
 #include "protocol/sqlstate.h"
 #include "proxy/proxy.h"
@@ -98,11 +100,32 @@ void Pool::on_server_ready(ServerConn* server) {
   if (!has_welcome()) {
     welcome_params_ = server->parameters();
     if (welcome_params_.empty()) welcome_params_.emplace_back("server_version", "unknown");
+    set_baseline();
     while (ClientConn* client = welcome_.pop_front()) client->welcome(welcome_params_);
   }
   offer(server);
   // A good login after a failure: open the rest of what waiting clients need.
   launch_if_needed(proxy_.now());
+}
+
+void Pool::set_baseline() {
+  // Reported parameters a session cannot change are not tracked.
+  static constexpr std::array<std::string_view, 7> kFixed = {
+      "server_version", "server_encoding", "integer_datetimes",   "is_superuser",
+      "session_authorization", "in_hot_standby", "scram_iterations"};
+  baseline_.clear();
+  for (const auto& [name, value] : welcome_params_) {
+    std::optional<std::string> normal = normalise_param_name(name);
+    if (!normal || std::find(kFixed.begin(), kFixed.end(), *normal) != kFixed.end()) continue;
+    baseline_.emplace_back(std::move(*normal), value);
+  }
+}
+
+const std::string* Pool::baseline_value(std::string_view name) const {
+  for (const auto& [known, value] : baseline_) {
+    if (known == name) return &value;
+  }
+  return nullptr;
 }
 
 void Pool::release(ServerConn* server) {

@@ -25,6 +25,7 @@
 #include "proxy/client_conn.h"
 #include "proxy/list.h"
 #include "proxy/server_conn.h"
+#include "proxy/statements.h"
 #include "proxy/tls_session.h"
 
 namespace pgmux::proxy {
@@ -60,7 +61,13 @@ class Upstream {
 
   std::vector<Pool*>& pools() { return pools_; }
 
+  // Clients pinned to one of this upstream's servers.
+  uint32_t pinned() const { return pinned_; }
+  void on_pinned() { ++pinned_; }
+  void on_unpinned() { --pinned_; }
+
  private:
+  uint32_t pinned_ = 0;
   std::string endpoint_;
   uint32_t cap_;
   uint64_t retry_initial_ms_;
@@ -114,6 +121,15 @@ class Pool {
   bool give_up_idle_server();
 
   bool has_welcome() const { return !welcome_params_.empty(); }
+  const std::vector<std::pair<std::string, std::string>>& welcome_params() const {
+    return welcome_params_;
+  }
+  // Named prepared statements of this pool's clients and servers.
+  StatementRegistry& statements() { return statements_; }
+  // Whether the server reports this (normalised) parameter with
+  // ParameterStatus and a client may set it; its value on a fresh server.
+  bool reports(std::string_view name) const { return baseline_value(name) != nullptr; }
+  const std::string* baseline_value(std::string_view name) const;
   size_t waiting_count() const { return waiting_.size(); }
   size_t idle_count() const { return idle_.size(); }
   size_t active_count() const { return active_.size(); }
@@ -129,12 +145,15 @@ class Pool {
   void offer(ServerConn* server);  // To the first waiter, else idle.
   size_t server_count() const { return opening_.size() + idle_.size() + active_.size(); }
   void fail_waiters(const protocol::Error& error);
+  void set_baseline();
 
   Proxy& proxy_;
   const config::Database& database_;
   Upstream& upstream_;
   std::unique_ptr<TlsContext> upstream_tls_;
   std::vector<std::pair<std::string, std::string>> welcome_params_;
+  std::vector<std::pair<std::string, std::string>> baseline_;  // Normalised names.
+  StatementRegistry statements_;
   IntrusiveList<ServerConn, PoolLink> opening_;
   IntrusiveList<ServerConn, PoolLink> idle_;
   IntrusiveList<ServerConn, PoolLink> active_;

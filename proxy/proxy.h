@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "protocol/messages.h"
 #include "protocol/result.h"
 #include "protocol/scram_server.h"
 #include "proxy/buffer.h"
@@ -53,6 +54,10 @@ class Proxy {
   uv_loop_t* loop() { return loop_; }
   const config::Config& config() const { return config_; }
   BlockPool& blocks() { return blocks_; }
+  // Scratch space for messages pgmux generates; valid until the next use.
+  // Two, for a message built while another is being built.
+  protocol::Bytes& scratch() { return scratch_; }
+  protocol::Bytes& scratch2() { return scratch2_; }
   uint64_t now() const { return uv_now(loop_); }
   std::mt19937_64& rng() { return rng_; }
   uint64_t next_id() { return ++last_id_; }
@@ -104,6 +109,8 @@ class Proxy {
   bool signals_ = false;
 
   std::vector<std::unique_ptr<Upstream>> upstreams_;
+  protocol::Bytes scratch_;
+  protocol::Bytes scratch2_;
   std::vector<std::unique_ptr<Pool>> pools_;
   std::unordered_map<uint64_t, std::unique_ptr<ClientConn>> clients_;
   std::unordered_map<uint64_t, std::unique_ptr<ServerConn>> servers_;

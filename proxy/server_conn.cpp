@@ -5,6 +5,7 @@
 #include <array>
 #include <cstring>
 
+#include "protocol/extended.h"
 #include "protocol/frame.h"
 #include "protocol/messages.h"
 #include "protocol/refusal.h"
@@ -22,7 +23,21 @@ using protocol::FrameStatus;
 
 
 ServerConn::ServerConn(Proxy& proxy, Pool& pool, uint64_t id)
-    : proxy_(proxy), pool_(pool), id_(id), stream_(*this, proxy.blocks()) {}
+    : proxy_(proxy),
+      pool_(pool),
+      id_(id),
+      stream_(*this, proxy.blocks()),
+      statements_(pool.statements(), proxy.config().max_prepared_statements) {}
+
+ServerConn::~ServerConn() {
+  // Close entries own a reference to the statement they evicted.
+  while (!pending_.empty()) {
+    const Pending entry = pending_.pop();
+    if (entry.request == 'C' && entry.reply == Reply::kSwallow && entry.statement != nullptr) {
+      pool_.statements().release(entry.statement);
+    }
+  }
+}
 
 void ServerConn::start() {
   const config::Upstream& up = pool_.database().upstream;
@@ -406,56 +421,299 @@ void ServerConn::detach() {
   idle_since_ = proxy_.now();
 }
 
-void ServerConn::note_client_message(char type) {
-  switch (type) {
-    case 'Q':  // Query, Sync and FunctionCall each get exactly one ReadyForQuery.
-    case 'S':
-    case 'F':
-      ++outstanding_;
-      unsynced_ = false;
-      break;
-    case 'd':  // CopyData, CopyDone, CopyFail and Flush leave nothing to sync.
-    case 'c':
-    case 'f':
-    case 'H':
-      break;
-    default:  // Parse, Bind, Describe, Execute, Close: answered at the next Sync.
+void ServerConn::note_client_message(char type) { expect(Pending{type}); }
+
+void ServerConn::expect(const Pending& entry) {
+  switch (entry.reply) {
+    case Reply::kForward:
+      switch (entry.request) {
+        case 'Q':  // Query, Sync and FunctionCall each get exactly one ReadyForQuery.
+        case 'S':
+        case 'F':
+          ++outstanding_;
+          unsynced_ = false;
+          pending_.push(entry);
+          return;
+        case 'd':  // CopyData, CopyDone, CopyFail and Flush leave nothing to sync.
+        case 'c':
+        case 'f':
+        case 'H':
+          return;
+        case 'P':  // Parse, Bind, Describe, Execute, Close: answered at the next Sync.
+        case 'B':
+        case 'D':
+        case 'E':
+        case 'C':
+          unsynced_ = true;
+          pending_.push(entry);
+          return;
+        default:  // Unknown: the server will answer with an error.
+          unsynced_ = true;
+          return;
+      }
+    case Reply::kSwallow:
       unsynced_ = true;
+      pending_.push(entry);
+      return;
+    case Reply::kFake:
+      pending_.push(entry);
+      if (pending_.size() == 1) answer_fakes();
+      return;
+  }
+}
+
+void ServerConn::send_session_sync(const std::string& sql, const ParamOverrides& client) {
+  overrides_ = client;
+  scratch_.clear();
+  protocol::append_query(scratch_, sql);
+  stream_.write_owned(scratch_);
+  pending_.push(Pending{'Q', Reply::kSwallow});
+}
+
+void ServerConn::note_untracked_set(std::string_view name, std::string_view value, bool reset) {
+  untracked_sets_.push_back(ParamValue{std::string(name), reset ? std::string() : std::string(value),
+                                       !reset});
+}
+
+void ServerConn::note_reset_all() {
+  untracked_sets_.clear();
+  untracked_reset_all_ = true;
+}
+
+void ServerConn::apply_untracked_sets() {
+  if (error_since_ready_) {
+    untracked_sets_.clear();
+    untracked_reset_all_ = false;
+    return;
+  }
+  auto apply = [&](ParamOverrides& to) {
+    if (untracked_reset_all_) to.erase_if_not([&](std::string_view n) { return pool_.reports(n); });
+    for (const ParamValue& set : untracked_sets_) {
+      if (set.sql) {
+        to.set(set.name, set.value, true);
+      } else {
+        to.erase(set.name);
+      }
+    }
+  };
+  if (untracked_reset_all_ || !untracked_sets_.empty()) {
+    apply(overrides_);
+    if (client_ != nullptr) apply(client_->overrides());
+  }
+  untracked_sets_.clear();
+  untracked_reset_all_ = false;
+}
+
+void ServerConn::on_parameter_status(protocol::ByteView message) {
+  auto status = protocol::parse_parameter_status(message);
+  if (!status) return;
+  for (auto& [name, value] : params_) {
+    if (name == status->name) value = std::string(status->value);
+  }
+  std::optional<std::string> name = normalise_param_name(status->name);
+  if (!name || !pool_.reports(*name)) return;
+  const std::string* baseline = pool_.baseline_value(*name);
+  const bool is_default = baseline != nullptr && *baseline == status->value;
+  // The change was made by (or for) the attached client: both sides agree.
+  auto record = [&](ParamOverrides& to) {
+    if (is_default) {
+      to.erase(*name);
+    } else {
+      to.set(*name, status->value, false);
+    }
+  };
+  record(overrides_);
+  if (client_ != nullptr) record(client_->overrides());
+}
+
+bool ServerConn::drain_to_client() {
+  Buffer& in = stream_.input();
+  if (in.pending().empty()) return true;
+  if (client_->stream().write_lent(stream_)) {
+    in.mark_sent();
+    return true;
+  }
+  stream_.stop_reading();  // Resumed in on_lent_write_done.
+  return false;
+}
+
+void ServerConn::answer_fakes() {
+  while (!pending_.empty() && pending_.front().reply == Reply::kFake) {
+    const Pending entry = pending_.pop();
+    if (client_ == nullptr) continue;
+    scratch_.clear();
+    if (entry.fake == '1') {
+      protocol::append_parse_complete(scratch_);
+    } else {
+      protocol::append_close_complete(scratch_);
+    }
+    client_->stream().write_owned(scratch_);
+  }
+}
+
+void ServerConn::undo(const Pending& entry) {
+  if (entry.statement == nullptr) return;
+  if (entry.request == 'P') {
+    // The statement was not prepared after all (a faked ParseComplete
+    // stands for one that was, and stays).
+    if (entry.reply != Reply::kFake) statements_.erase(entry.statement);
+    if (entry.client_parse && client_ != nullptr) client_->forget_statement(entry.statement);
+  } else if (entry.request == 'C' && entry.reply == Reply::kSwallow) {
+    // The Close pgmux sent to make room was skipped: still prepared.
+    Statement* statement = entry.statement;
+    Statement* evicted = statements_.contains(statement) ? nullptr : statements_.insert(statement);
+    pool_.statements().release(statement);
+    if (evicted != nullptr) {
+      // Over capacity by one until the next eviction; keep it recorded.
+      (void)statements_.insert(evicted);
+      pool_.statements().release(evicted);
+    }
+  }
+}
+
+void ServerConn::finish(const Pending& entry) {
+  if (entry.request == 'P' && entry.reply != Reply::kFake && entry.statement != nullptr &&
+      statements_.contains(entry.statement)) {
+    entry.statement->valid = true;
+  }
+  if (entry.request == 'C' && entry.reply == Reply::kSwallow && entry.statement != nullptr) {
+    pool_.statements().release(entry.statement);
+  }
+}
+
+void ServerConn::skip_to_sync() {
+  while (!pending_.empty() && !ends_at_ready(pending_.front().request)) {
+    const Pending entry = pending_.pop();
+    undo(entry);
+    finish(entry);
+  }
+}
+
+Step ServerConn::on_response(const protocol::Frame& frame, protocol::ByteView bytes) {
+  Buffer& in = stream_.input();
+  const char type = frame.type;
+  // ParameterStatus and ReadyForQuery are inspected; an ErrorResponse
+  // changes the queue. Everything else is decided from the header.
+  const bool inspect = type == 'S' || type == 'Z';
+  if (inspect && frame.size > in.capacity()) {
+    close("oversized message from the server");
+    return Step::kStop;
+  }
+  if (inspect && !frame.whole_in(bytes)) return Step::kStop;
+  const bool head_swallowed = !pending_.empty() && pending_.front().reply == Reply::kSwallow;
+  if (head_swallowed && !frame.whole_in(bytes)) {
+    // Swallowed answers are small; wait for the whole message.
+    if (frame.size > in.capacity()) {
+      close("oversized answer to a request pgmux sent");
+      return Step::kStop;
+    }
+    return Step::kStop;
+  }
+  // Swallowing drops bytes, which needs everything before them sent.
+  if (head_swallowed && !drain_to_client()) return Step::kStop;
+
+  if (type == 'S') on_parameter_status(bytes.first(frame.size));
+  bool done = false;
+  switch (type) {
+    case 'N':
+    case 'A':
+    case 'S':
+      break;
+    case 'Z': {
+      auto status = protocol::parse_ready_for_query(bytes.first(frame.size));
+      if (!status) {
+        close("malformed ReadyForQuery from the server");
+        return Step::kStop;
+      }
+      tx_status_ = *status;
+      skip_to_sync();  // Leftovers, if the server answered fewer than expected.
+      if (!pending_.empty() && pending_.front().reply == Reply::kSwallow) {
+        if (!head_swallowed && !drain_to_client()) return Step::kStop;
+        // The end of the session sync pgmux sent: not the client's business.
+        if (error_since_ready_) {
+          spdlog::warn("{}: bringing the session parameters in line failed", tag_);
+        }
+        error_since_ready_ = false;
+        in.consume(frame.size);
+        pending_.pop();
+        answer_fakes();
+        return Step::kHandled;
+      }
+      apply_untracked_sets();
+      error_since_ready_ = false;
+      if (outstanding_ > 0) --outstanding_;
+      if (!pending_.empty()) pending_.pop();
+      in.mark_parsed(frame.size);
+      if (clean()) release_after_flush_ = true;
+      if (!pending_.empty() && pending_.front().reply == Reply::kFake) {
+        if (!drain_to_client()) return Step::kStop;
+        answer_fakes();
+      }
+      return Step::kHandled;
+    }
+    case 'E':
+      error_since_ready_ = true;
+      if (!pending_.empty() && !ends_at_ready(pending_.front().request)) {
+        const Pending entry = pending_.pop();
+        undo(entry);
+        finish(entry);
+        skip_to_sync();
+        // The error itself goes to the client even when it answers a
+        // request pgmux made on its behalf: the client's own request
+        // depended on it and is skipped too.
+        in.mark_parsed(frame.size <= bytes.size() ? frame.size : bytes.size());
+        message_left_ = frame.size - std::min<size_t>(frame.size, bytes.size());
+        return Step::kHandled;
+      }
+      break;
+    default:
+      if (!pending_.empty() && completes(pending_.front().request, type)) done = true;
       break;
   }
+  if (head_swallowed) {
+    in.consume(frame.size);
+  } else {
+    const size_t take = std::min<size_t>(frame.size, bytes.size());
+    in.mark_parsed(take);
+    message_left_ = frame.size - take;
+  }
+  if (done) finish(pending_.pop());
+  if (done && !pending_.empty() && pending_.front().reply == Reply::kFake) {
+    if (!drain_to_client()) return Step::kStop;
+    answer_fakes();
+  }
+  return Step::kHandled;
 }
 
 void ServerConn::process_active() {
   if (stream_.lending()) return;  // Resumed in on_lent_write_done.
   Buffer& in = stream_.input();
+  // Answers that waited for a write to finish.
+  if (!pending_.empty() && pending_.front().reply == Reply::kFake) {
+    if (!drain_to_client()) return;
+    answer_fakes();
+  }
   mark_messages(in, message_left_, proxy_.config().max_message_size,
-                [this, &in](const protocol::Frame& frame, protocol::ByteView bytes) {
+                [this](const protocol::Frame& frame, protocol::ByteView bytes) {
                   if (frame.status == FrameStatus::kInvalid) {
                     close("invalid message from the server");
                     return Step::kStop;
                   }
-                  if (frame.type != 'Z') return Step::kForward;
-                  // ReadyForQuery is the one message inspected on the hot path.
-                  if (frame.size > in.capacity()) {
-                    close("oversized ReadyForQuery from the server");
-                    return Step::kStop;
+                  // The common case: a row or a completion of a request
+                  // whose answers are forwarded; decided by two compares.
+                  if (!pending_.empty() && pending_.front().reply == Reply::kForward &&
+                      (frame.type == 'D' ||
+                       (frame.type != 'S' && frame.type != 'Z' && frame.type != 'E' &&
+                        !completes(pending_.front().request, frame.type)))) {
+                    return Step::kForward;
                   }
-                  if (!frame.whole_in(bytes)) return Step::kStop;
-                  auto status = protocol::parse_ready_for_query(bytes.first(frame.size));
-                  if (!status) {
-                    close("malformed ReadyForQuery from the server");
-                    return Step::kStop;
-                  }
-                  tx_status_ = *status;
-                  if (outstanding_ > 0) --outstanding_;
-                  in.mark_parsed(frame.size);
-                  if (clean()) release_after_flush_ = true;
-                  return Step::kHandled;
+                  return on_response(frame, bytes);
                 });
   if (state_ == State::kActive) flush_to_client();
 }
 
 void ServerConn::flush_to_client() {
+  if (stream_.lending()) return;  // A drain is in flight; resumed when it is done.
   Buffer& in = stream_.input();
   if (!in.pending().empty()) {
     if (client_->stream().write_lent(stream_)) {
@@ -536,3 +794,4 @@ void ServerConn::on_closed(Stream& /*stream*/) {
 }
 
 }  // namespace pgmux::proxy
+

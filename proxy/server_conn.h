@@ -10,7 +10,12 @@
 // Supavisor refusals sent as XX000) versus a real failure.
 //
 // Active: messages from the server are forwarded to the attached client
-// whole slices at a time, deciding from headers only. ReadyForQuery is
+// whole slices at a time, deciding from headers only. The PendingQueue says
+// which request each response answers: responses to what pgmux sent on its
+// own (a Parse of a virtual statement, a Close to make room, the SET that
+// brings the session in line) are swallowed, and answers pgmux gives for the
+// server (ParseComplete, CloseComplete) are slotted in at their place.
+// ParameterStatus is recorded for the session tracking. ReadyForQuery is
 // inspected: when it says idle ('I'), every request the client sent has been
 // answered and nothing unsynced was sent, the server goes back to the pool as
 // soon as the bytes have reached the client's socket.
@@ -26,8 +31,13 @@
 
 #include "protocol/auth.h"
 #include "protocol/frame.h"
+#include "protocol/messages.h"
 #include "protocol/result.h"
 #include "proxy/list.h"
+#include "proxy/relay.h"
+#include "proxy/pending.h"
+#include "proxy/session_params.h"
+#include "proxy/statements.h"
 #include "proxy/stream.h"
 
 namespace pgmux::proxy {
@@ -63,6 +73,7 @@ class ServerConn final : public PoolLink, private StreamEvents {
   };
 
   ServerConn(Proxy& proxy, Pool& pool, uint64_t id);
+  ~ServerConn();
   ServerConn(const ServerConn&) = delete;
   ServerConn& operator=(const ServerConn&) = delete;
 
@@ -88,12 +99,29 @@ class ServerConn final : public PoolLink, private StreamEvents {
   ClientConn* client() const { return client_; }
   // True when the server can serve another client: the last ReadyForQuery
   // said idle, no request is unanswered and nothing unsynced was sent.
-  bool clean() const { return outstanding_ == 0 && !unsynced_ && tx_status_ == 'I'; }
+  bool clean() const {
+    return outstanding_ == 0 && !unsynced_ && tx_status_ == 'I' && pending_.empty();
+  }
 
   // ---- Relay (called by the attached ClientConn) ----
   Stream& stream() { return stream_; }
   // The client forwarded a message of this type.
   void note_client_message(char type);
+  // A request whose responses need more than forwarding (see Pending).
+  // kFake entries are answered as soon as every earlier response is out.
+  void expect(const Pending& entry);
+  // Statements prepared on this server.
+  ServerStatements& statements() { return statements_; }
+  // Session parameters this server differs from a fresh one by.
+  const ParamOverrides& overrides() const { return overrides_; }
+  // The client ran SET (sql = value as written) or RESET of a parameter
+  // PostgreSQL does not report; recorded on both sides at the next
+  // ReadyForQuery unless an error came first.
+  void note_untracked_set(std::string_view name, std::string_view value, bool reset);
+  void note_reset_all();
+  // Sends `sql` (the session sync) ahead of the client's first message;
+  // its responses are swallowed. The server then has the client's settings.
+  void send_session_sync(const std::string& sql, const ParamOverrides& client);
   // The client went away while attached. A server that holds session state
   // (`reusable` false: its client was pinned) is closed, never reused.
   void on_client_gone(bool reusable);
@@ -121,6 +149,20 @@ class ServerConn final : public PoolLink, private StreamEvents {
   void process_active();
   void flush_to_client();
   void maybe_release();
+  // Every decided byte goes to the client; false (and reading stops) while
+  // that write is in flight.
+  bool drain_to_client();
+  // Handles one response message by the head of pending_.
+  Step on_response(const protocol::Frame& frame, protocol::ByteView bytes);
+  // Drops the entries the server skipped after an error, up to the next
+  // Sync (55.2.3), undoing what they would have done.
+  void skip_to_sync();
+  void undo(const Pending& entry);
+  void finish(const Pending& entry);
+  // Sends the answers pgmux gives for the server that are now due.
+  void answer_fakes();
+  void on_parameter_status(protocol::ByteView message);
+  void apply_untracked_sets();
 
   Proxy& proxy_;
   Pool& pool_;
@@ -149,6 +191,15 @@ class ServerConn final : public PoolLink, private StreamEvents {
   char tx_status_ = 'I';       // From the last ReadyForQuery.
   uint64_t message_left_ = 0;  // Bytes of a message being streamed through.
   bool release_after_flush_ = false;
+  PendingQueue pending_;
+  ServerStatements statements_;
+  ParamOverrides overrides_;
+  // SET/RESET of unreported parameters awaiting the ReadyForQuery that
+  // confirms them; reset_all_ for RESET ALL / DISCARD ALL.
+  std::vector<ParamValue> untracked_sets_;  // Empty value with sql=false: RESET.
+  bool untracked_reset_all_ = false;
+  bool error_since_ready_ = false;
+  protocol::Bytes scratch_;  // Generated messages, reused.
 };
 
 }  // namespace pgmux::proxy

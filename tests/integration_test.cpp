@@ -25,6 +25,7 @@
 #include "protocol/frame.h"
 #include "protocol/messages.h"
 #include "tests/pg_fixture.h"
+#include "tests/pgbench.h"
 #include "tests/proxy_fixture.h"
 
 namespace pgmux::testing {
@@ -66,17 +67,6 @@ struct Conn {
     return out;
   }
 };
-
-// Runs a pgbench command line and checks it reports no failure.
-std::string run_pgbench(const std::string& args) {
-  CommandResult r = run_command(std::string(kBin) + "pgbench " + args);
-  INFO("pgbench " << args << "\n" << r.output);
-  CHECK(r.status == 0);
-  CHECK(r.output.find("number of failed transactions: 0 ") != std::string::npos);
-  CHECK(r.output.find("error") == std::string::npos);
-  CHECK(r.output.find("number of transactions actually processed: 0") == std::string::npos);
-  return r.output;
-}
 
 void pgbench_init(const ProxyRunner& proxy) {
   static bool done = false;
@@ -345,8 +335,8 @@ TEST_CASE("server_lifetime: backends are replaced under load with no client erro
   std::set<std::string> first_seen;
   std::set<std::string> all_seen;
   const std::string sql =
-      "select coalesce(string_agg(pid::text || '@' || backend_start::text, ','), '') from "
-      "pg_stat_activity where application_name = 'pgmux'";
+      std::string("select coalesce(string_agg(pid::text || '@' || backend_start::text, ','), '') "
+                  "from pg_stat_activity where ") + kPgmuxBackendsWhere;
   while (!done) {
     std::string list = pg.query_value(sql);
     size_t pos = 0;

@@ -72,8 +72,7 @@ std::string ProxyRunner::url(const std::string& user, const std::string& dbname,
 
 int pgmux_backends(const PgServer& pg) {
   return std::stoi(pg.query_value(
-      "select count(*) from pg_stat_activity where application_name = 'pgmux' and "
-      "backend_type = 'client backend'"));
+      std::string("select count(*) from pg_stat_activity where ") + kPgmuxBackendsWhere));
 }
 
 }  // namespace pgmux::testing

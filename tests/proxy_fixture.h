@@ -45,7 +45,12 @@ class ProxyRunner {
   uint16_t port_ = 0;
 };
 
-// How many backends pgmux has open on `pg` right now (application_name pgmux).
+// A pg_stat_activity condition that picks pgmux's backends: they log in as
+// kScramUser (tests connect directly as that user only when pgmux is not
+// running). Not by application_name: pgmux sets each client's on its server.
+inline constexpr const char* kPgmuxBackendsWhere =
+    "usename = 'app_scram' and backend_type = 'client backend'";
+// How many backends pgmux has open on `pg` right now.
 int pgmux_backends(const PgServer& pg);
 
 }  // namespace pgmux::testing
