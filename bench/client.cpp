@@ -277,10 +277,19 @@ void Client::lost(std::string_view message) {
   } else if (state_ == State::kBusy || state_ == State::kRollingBack) {
     during = LostWhile::kInTransaction;
   }
-  // The message usually lives inside conn_: copy it before PQfinish.
-  const std::string text(message.empty() ? "connection lost" : message);
+  // The message usually lives inside conn_: copy it before PQfinish. When
+  // the server sent an error before closing (a FATAL such as 57P01), that
+  // error names the loss better than libpq's "server closed the connection".
+  std::string sqlstate;
+  std::string text(message.empty() ? "connection lost" : message);
+  const bool running = state_ == State::kSetup || state_ == State::kBusy ||
+                       state_ == State::kRollingBack;
+  if (running && failed_ && !error_sqlstate_.empty()) {
+    sqlstate = error_sqlstate_;
+    text = error_message_;
+  }
   close();
-  events_.on_connection_lost(*this, during, text);
+  events_.on_connection_lost(*this, during, sqlstate, text);
 }
 
 bool Client::watch(int events) {

@@ -38,8 +38,10 @@ class ClientEvents {
   // the connection is ready again.
   virtual void on_transaction_failed(Client& client, std::string_view sqlstate,
                                      std::string_view message) = 0;
-  // The connection failed or closed; the client is disconnected.
-  virtual void on_connection_lost(Client& client, LostWhile during, std::string_view message) = 0;
+  // The connection failed or closed; the client is disconnected. `sqlstate`
+  // is the server's, when it said why before closing (e.g. 57P01), else "".
+  virtual void on_connection_lost(Client& client, LostWhile during, std::string_view sqlstate,
+                                  std::string_view message) = 0;
 };
 
 class Client {

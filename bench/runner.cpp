@@ -206,7 +206,8 @@ void Runner::on_transaction_failed(Client& client, std::string_view sqlstate,
   dispatch(client);
 }
 
-void Runner::on_connection_lost(Client& client, LostWhile during, std::string_view message) {
+void Runner::on_connection_lost(Client& client, LostWhile during, std::string_view sqlstate,
+                                std::string_view message) {
   if (during == LostWhile::kConnecting) {
     --handshakes_;
     ++results_.connect_failures;
@@ -222,7 +223,7 @@ void Runner::on_connection_lost(Client& client, LostWhile during, std::string_vi
     --in_flight_;
   }
   if (phase_ == Phase::kStopped) return;
-  results_.errors.add("", message);
+  results_.errors.add(sqlstate, message);
   ++interval_errors_;
   schedule_retry(client);
   start_handshakes();

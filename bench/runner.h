@@ -58,7 +58,8 @@ class Runner final : public ClientEvents {
   void on_transaction_done(Client& client) override;
   void on_transaction_failed(Client& client, std::string_view sqlstate,
                              std::string_view message) override;
-  void on_connection_lost(Client& client, LostWhile during, std::string_view message) override;
+  void on_connection_lost(Client& client, LostWhile during, std::string_view sqlstate,
+                          std::string_view message) override;
 
   void on_tick();
   void request_connect(Client& client);
