@@ -175,4 +175,21 @@ TEST_CASE("pgmux-bench open loop (--rate) and a custom --file") {
   check_clean(bench(proxy, "--file '" + sql + "' -c 5 -T 1.5"), 5);
 }
 
+TEST_CASE("pgmux-bench --init creates pgbench's tables, and a run reads the scale from them") {
+  // In the postgres database, apart from the tables pgbench -i made in app.
+  const std::string url = pg().superuser_conninfo("postgres");
+  CommandResult init = run_command(std::string(kBench) + " --url \"" + url + "\" --init --scale 1");
+  INFO(init.output);
+  REQUIRE(init.status == 0);
+  CHECK(pg().query_value("SELECT count(*) FROM pgbench_accounts") == "100000");
+  CHECK(pg().query_value("SELECT count(*) FROM pgbench_tellers") == "10");
+  CHECK(pg().query_value("SELECT count(*) FROM pgbench_branches") == "1");
+  CommandResult run = run_command(std::string(kBench) + " --url \"" + url +
+                                  "\" -s tpcb -M extended -c 2 -t 50 --quiet");
+  INFO(run.output);
+  CHECK(run.status == 0);
+  CHECK(run.output.find("transactions:        50") != std::string::npos);
+  CHECK(run.output.find("errors:              0") != std::string::npos);
+}
+
 }  // namespace pgmux::testing
