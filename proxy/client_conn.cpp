@@ -559,10 +559,42 @@ void ClientConn::process_active() {
                       return on_describe_or_close(frame, bytes);
                     default:
                       server_->note_client_message(frame.type);
-                      return Step::kForward;
+                      return forward(frame, bytes);
                   }
                 });
-  if (state_ == State::kActive) flush_to_server();
+  if (state_ == State::kActive) {
+    flush_assembly();
+    flush_to_server();
+  }
+}
+
+protocol::Bytes& ClientConn::assembly() {
+  // REQUIRES: nothing decided and unsent (drain_to_server() returned true).
+  protocol::Bytes& out = proxy_.assembly();
+  if (!assembling_) {
+    out.clear();
+    assembling_ = true;
+  }
+  return out;
+}
+
+Step ClientConn::forward(const protocol::Frame& frame, protocol::ByteView bytes) {
+  if (!assembling_) return Step::kForward;
+  if (frame.whole_in(bytes)) {
+    // After a rewritten message, the rest of the batch joins it in one
+    // write rather than a second system call.
+    proxy_.assembly().append(reinterpret_cast<const char*>(bytes.data()), frame.size);
+    stream_.input().consume(frame.size);
+    return Step::kHandled;
+  }
+  flush_assembly();
+  return Step::kForward;
+}
+
+void ClientConn::flush_assembly() {
+  if (!assembling_) return;
+  assembling_ = false;
+  server_->stream().write_owned(proxy_.assembly());
 }
 
 namespace {
@@ -623,8 +655,7 @@ Step ClientConn::on_query(const protocol::Frame& frame, protocol::ByteView bytes
       Statement* statement = nullptr;
       const SqlAction action = inspect_sql(sql, /*named_parse=*/false, &statement);
       if (action != SqlAction::kForward) {
-        protocol::Bytes& out = proxy_.scratch();
-        out.clear();
+        protocol::Bytes& out = assembly();
         if (action == SqlAction::kDeallocate) {
           // The client's name goes; the server statement goes from this
           // server only (other clients may use it elsewhere).
@@ -638,7 +669,6 @@ Step ClientConn::on_query(const protocol::Frame& frame, protocol::ByteView bytes
                                           ? kRefusedByPolicy
                                           : kRefusedAtCap);
         }
-        server_->stream().write_owned(out);
         in.consume(frame.size);
         server_->note_client_message('Q');
         return Step::kHandled;
@@ -646,7 +676,7 @@ Step ClientConn::on_query(const protocol::Frame& frame, protocol::ByteView bytes
     }
   }
   server_->note_client_message('Q');
-  return Step::kForward;
+  return forward(frame, bytes);
 }
 
 Step ClientConn::on_parse(const protocol::Frame& frame, protocol::ByteView bytes) {
@@ -662,7 +692,7 @@ Step ClientConn::on_parse(const protocol::Frame& frame, protocol::ByteView bytes
       return Step::kStop;
     }
     server_->note_client_message('P');
-    return Step::kForward;
+    return forward(frame, bytes);
   }
   if (!frame.whole_in(bytes)) return Step::kStop;
   auto parse = protocol::parse_parse(bytes.first(frame.size));
@@ -673,7 +703,7 @@ Step ClientConn::on_parse(const protocol::Frame& frame, protocol::ByteView bytes
   const bool session_sql = protocol::may_change_session(parse->query);
   if (parse->name.empty() && !session_sql) {
     server_->note_client_message('P');
-    return Step::kForward;
+    return forward(frame, bytes);
   }
   // From here the message is rewritten, answered or inspected (which has
   // effects), so everything before it goes out first.
@@ -682,8 +712,7 @@ Step ClientConn::on_parse(const protocol::Frame& frame, protocol::ByteView bytes
   Statement* deallocated = nullptr;
   SqlAction action = SqlAction::kForward;
   if (session_sql) action = inspect_sql(query, !parse->name.empty(), &deallocated);
-  protocol::Bytes& out = proxy_.scratch();
-  out.clear();
+  protocol::Bytes& out = assembly();
   if (action == SqlAction::kRefuse) {
     query = pinned_ || proxy_.config().session_pinning == config::SessionPinning::kRefuse
                 ? kRefusedByPolicy
@@ -692,7 +721,7 @@ Step ClientConn::on_parse(const protocol::Frame& frame, protocol::ByteView bytes
   if (parse->name.empty()) {
     if (action == SqlAction::kForward) {
       server_->note_client_message('P');
-      return Step::kForward;
+      return forward(frame, bytes);
     }
     std::string text;
     if (action == SqlAction::kDeallocate) {
@@ -703,7 +732,6 @@ Step ClientConn::on_parse(const protocol::Frame& frame, protocol::ByteView bytes
       statements().forget(deallocated);
     }
     protocol::append_parse(out, "", query, 0, {});
-    server_->stream().write_owned(out);
     in.consume(frame.size);
     server_->note_client_message('P');
     return Step::kHandled;
@@ -716,7 +744,6 @@ Step ClientConn::on_parse(const protocol::Frame& frame, protocol::ByteView bytes
     prepare_on_server(existing);
     protocol::append_parse(out, existing->server_name, query, parse->param_count,
                            parse->param_types);
-    server_->stream().write_owned(out);
     in.consume(frame.size);
     server_->note_client_message('P');
     return Step::kHandled;
@@ -734,7 +761,6 @@ Step ClientConn::on_parse(const protocol::Frame& frame, protocol::ByteView bytes
   if (evicted != nullptr) protocol::append_close(out, 'S', evicted->server_name);
   protocol::append_parse(out, statement->server_name, statement->query, statement->param_count,
                          parse->param_types);
-  server_->stream().write_owned(out);
   if (evicted != nullptr) server_->expect(Pending{'C', Reply::kSwallow, 0, false, evicted});
   server_->expect(Pending{'P', Reply::kForward, 0, true, statement});
   return Step::kHandled;
@@ -742,15 +768,13 @@ Step ClientConn::on_parse(const protocol::Frame& frame, protocol::ByteView bytes
 
 void ClientConn::prepare_on_server(Statement* statement) {
   if (server_->statements().touch(statement)) return;
-  protocol::Bytes& out = proxy_.scratch2();
-  out.clear();
+  protocol::Bytes& out = assembly();
   Statement* evicted = server_->statements().insert(statement);
   if (evicted != nullptr) protocol::append_close(out, 'S', evicted->server_name);
   protocol::append_parse(
       out, statement->server_name, statement->query, statement->param_count,
       {reinterpret_cast<const uint8_t*>(statement->param_types.data()),
        statement->param_types.size()});
-  server_->stream().write_owned(out);
   if (evicted != nullptr) server_->expect(Pending{'C', Reply::kSwallow, 0, false, evicted});
   server_->expect(Pending{'P', Reply::kSwallow, 0, false, statement});
 }
@@ -773,21 +797,25 @@ Step ClientConn::on_bind(const protocol::Frame& frame, protocol::ByteView bytes)
       header->statement.empty() || !statements_ ? nullptr : statements_->find(header->statement);
   if (statement == nullptr) {
     server_->note_client_message('B');
-    return Step::kForward;
+    return forward(frame, bytes);
   }
   if (!drain_to_server()) return Step::kStop;
   prepare_on_server(statement);
-  protocol::Bytes& out = proxy_.scratch();
-  out.clear();
+  protocol::Bytes& out = assembly();
   const size_t rest = frame.size - header->rest_offset;
   protocol::append_bind_header(out, header->portal, statement->server_name, rest);
-  server_->stream().write_owned(out);
   in.consume(header->rest_offset);
-  // The parameters follow as they are, streamed if large.
+  server_->note_client_message('B');
+  if (rest <= in.unparsed().size()) {
+    out.append(reinterpret_cast<const char*>(in.unparsed().data()), rest);
+    in.consume(rest);
+    return Step::kHandled;
+  }
+  // Large parameters follow as they are, streamed.
+  flush_assembly();
   const size_t take = std::min(rest, in.unparsed().size());
   in.mark_parsed(take);
   message_left_ = rest - take;
-  server_->note_client_message('B');
   return Step::kHandled;
 }
 
@@ -810,7 +838,7 @@ Step ClientConn::on_describe_or_close(const protocol::Frame& frame, protocol::By
                              : statements_->find(target->name);
   if (statement == nullptr) {
     server_->note_client_message(type);
-    return Step::kForward;
+    return forward(frame, bytes);
   }
   if (!drain_to_server()) return Step::kStop;
   if (type == 'C') {
@@ -822,10 +850,8 @@ Step ClientConn::on_describe_or_close(const protocol::Frame& frame, protocol::By
     return Step::kHandled;
   }
   prepare_on_server(statement);
-  protocol::Bytes& out = proxy_.scratch();
-  out.clear();
+  protocol::Bytes& out = assembly();
   protocol::append_describe(out, 'S', statement->server_name);
-  server_->stream().write_owned(out);
   in.consume(frame.size);
   server_->note_client_message('D');
   return Step::kHandled;

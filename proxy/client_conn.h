@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "protocol/frame.h"
+#include "protocol/messages.h"
 #include "protocol/result.h"
 #include "protocol/scram_server.h"
 #include "proxy/list.h"
@@ -131,6 +132,11 @@ class ClientConn final : public PoolLink, public LoginLink, private StreamEvents
   // Every decided byte goes to the server; false (and reading stops) while
   // that write is in flight.
   bool drain_to_server();
+  // Messages pgmux writes for the client in this batch, joined by the rest
+  // of the batch and written once (flush_assembly) at its end.
+  protocol::Bytes& assembly();
+  Step forward(const protocol::Frame& frame, protocol::ByteView bytes);
+  void flush_assembly();
   // Per message type while active; each returns what mark_messages does next.
   Step on_query(const protocol::Frame& frame, protocol::ByteView bytes);
   Step on_parse(const protocol::Frame& frame, protocol::ByteView bytes);
@@ -182,6 +188,7 @@ class ClientConn final : public PoolLink, public LoginLink, private StreamEvents
   std::array<uint8_t, 4> md5_salt_{};
   uint64_t auth_failed_at_ = 0;
   bool pinned_ = false;
+  bool assembling_ = false;
   // Named prepared statements, made on the first named Parse.
   std::unique_ptr<ClientStatements> statements_;
   ParamOverrides overrides_;

@@ -55,9 +55,9 @@ class Proxy {
   const config::Config& config() const { return config_; }
   BlockPool& blocks() { return blocks_; }
   // Scratch space for messages pgmux generates; valid until the next use.
-  // Two, for a message built while another is being built.
   protocol::Bytes& scratch() { return scratch_; }
-  protocol::Bytes& scratch2() { return scratch2_; }
+  // What a client's batch becomes when pgmux rewrites part of it.
+  protocol::Bytes& assembly() { return assembly_; }
   uint64_t now() const { return uv_now(loop_); }
   std::mt19937_64& rng() { return rng_; }
   uint64_t next_id() { return ++last_id_; }
@@ -110,7 +110,7 @@ class Proxy {
 
   std::vector<std::unique_ptr<Upstream>> upstreams_;
   protocol::Bytes scratch_;
-  protocol::Bytes scratch2_;
+  protocol::Bytes assembly_;
   std::vector<std::unique_ptr<Pool>> pools_;
   std::unordered_map<uint64_t, std::unique_ptr<ClientConn>> clients_;
   std::unordered_map<uint64_t, std::unique_ptr<ServerConn>> servers_;

@@ -546,7 +546,13 @@ namespace pgmux::testing {
 namespace {
 
 TEST_CASE("drivers: postgres.js, psycopg and node-postgres with their default prepared statements") {
-  ProxyRunner proxy(make_config(shared_pg()));
+  // Each driver opens 8 to 10 connections; 3 servers make them share, so
+  // every named statement is used on servers where another client's
+  // connection prepared it, or none did.
+  config::Config config = make_config(shared_pg());
+  config.max_server_connections = 3;
+  config.min_server_connections = 0;
+  ProxyRunner proxy(config);
   CommandResult r = run_command(std::string("bash ") + PGMUX_SOURCE_DIR +
                                 "/tests/drivers/run_drivers.sh '" + proxy.url() + "'");
   INFO(r.output);
