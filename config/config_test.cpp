@@ -180,6 +180,9 @@ server_connect_timeout = "3s"
 server_retry_initial = "250ms"
 server_retry_max = "1m"
 max_message_size = 65536
+max_prepared_statements = 50
+session_pinning = "refuse"
+max_pinned_server_connections = 4
 log_level = "debug"
 database_url = "postgresql://svc:pw@10.1.1.1/svcdb"
 
@@ -206,6 +209,10 @@ url = "host=replica.internal user=reporter dbname=appdb"
   CHECK(c.server_retry_initial == 250ms);
   CHECK(c.server_retry_max == 1min);
   CHECK(c.max_message_size == 65536);
+  CHECK(c.max_prepared_statements == 50);
+  CHECK(c.session_pinning == SessionPinning::kRefuse);
+  CHECK(c.max_pinned_server_connections == 4);
+  CHECK(c.effective_max_pinned() == 4);
   CHECK(c.log_level == "debug");
   REQUIRE(c.databases.size() == 3);
   const Database* app = c.find_database("app");
@@ -469,6 +476,40 @@ TEST_CASE("no error message contains the password") {
     CHECK_FALSE(m.empty());
     CHECK_FALSE(contains(m, password));
   }
+}
+
+}  // namespace
+}  // namespace pgmux::config
+
+namespace pgmux::config {
+namespace {
+
+TEST_CASE("transaction-mode keys: defaults, bad values named with their fix") {
+  Config c;
+  CHECK(c.max_prepared_statements == 200);
+  CHECK(c.session_pinning == SessionPinning::kPin);
+  CHECK(c.effective_max_pinned() == 7);  // Half of 15.
+  c.max_server_connections = 1;
+  CHECK(c.effective_max_pinned() == 1);
+
+  Result<Config> bad = parse_toml("session_pinning = \"sometimes\"\n", "pgmux.toml", Config{});
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().message.find("pin") != std::string::npos);
+  CHECK(bad.error().message.find("refuse") != std::string::npos);
+
+  Config too_many;
+  too_many.databases.push_back(Database{"app", Upstream{}});
+  too_many.max_pinned_server_connections = 16;
+  protocol::Status status = validate(too_many);
+  REQUIRE_FALSE(status.ok());
+  CHECK(status.error().message.find("max_pinned_server_connections") != std::string::npos);
+
+  Config zero;
+  zero.databases.push_back(Database{"app", Upstream{}});
+  zero.max_prepared_statements = 0;
+  status = validate(zero);
+  REQUIRE_FALSE(status.ok());
+  CHECK(status.error().message.find("max_prepared_statements") != std::string::npos);
 }
 
 }  // namespace
