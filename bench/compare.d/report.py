@@ -191,6 +191,15 @@ def table(headers, rows, out):
         out.append(fmt(r))
 
 
+def dipped(run):
+    """True if some whole interval of the run fell below half its median TPS."""
+    tl = [e.get("tps", 0) for e in run.get("timeline") or []][:-1]  # the last may be partial
+    if len(tl) < 3:
+        return False
+    m = statistics.median(tl)
+    return m > 0 and min(tl) < m / 2
+
+
 def cmd_report(a):
     d = a.out
     out = []
@@ -227,6 +236,7 @@ def cmd_report(a):
                         continue
                     m = {
                         "tps": med([r.get("tps") for r in rs]),
+                        "mean_us": med([r.get("latency_us", {}).get("mean") for r in rs]),
                         "p50_us": med([r.get("latency_us", {}).get("p50") for r in rs]),
                         "p99_us": med([r.get("latency_us", {}).get("p99") for r in rs]),
                         "errors": med([r.get("errors") for r in rs]),
@@ -237,13 +247,20 @@ def cmd_report(a):
                     med_by[(sc, c, t)] = m
                     summary["throughput"].setdefault(sc, {}).setdefault(str(c), {})[t] = m
                     rows.append([
-                        str(c), t, fnum(m["tps"]), fms(m["p50_us"]), fms(m["p99_us"]),
+                        str(c), t, fnum(m["tps"]), fms(m["mean_us"]), fms(m["p50_us"]), fms(m["p99_us"]),
                         fnum(m["errors"]),
                         fnum(m["cpu_us_per_txn"], 1) if t != "direct" else "",
                         fnum(m["rss_kb"] / 1024, 1) if t != "direct" and m["rss_kb"] else "",
                     ])
-            table(["clients", "target", "TPS", "p50 ms", "p99 ms", "errors",
+            table(["clients", "target", "TPS", "mean ms", "p50 ms", "p99 ms", "errors",
                    "pooler CPU us/txn", "pooler RSS MB"], rows, out)
+            dips = []
+            for t in TARGETS:
+                rs = [r for (s_, c_, t_), v in runs.items() if s_ == sc and t_ == t for r in v]
+                n = sum(1 for r in rs if dipped(r))
+                dips.append(f"{t} {n}/{len(rs)}")
+            out.append("Disturbed runs (a second below half the run's median TPS, e.g. other work on the "
+                       "machine): " + ", ".join(dips))
             out.append("")
 
             out.append("Ratios (of the medians)")
@@ -268,12 +285,17 @@ def cmd_report(a):
             if 1 in counts:
                 g = lambda t: (med_by.get((sc, 1, t)) or {}).get("p50_us")  # noqa: E731
                 dp, mp, bp = g("direct"), g("pgmux"), g("pgbouncer")
+                gm = lambda t: (med_by.get((sc, 1, t)) or {}).get("mean_us")  # noqa: E731
+                dm, mm, bm = gm("direct"), gm("pgmux"), gm("pgbouncer")
                 madd = None if mp is None or dp is None else mp - dp
                 badd = None if bp is None or dp is None else bp - dp
                 out.append("Added latency at 1 client (pooler p50 - direct p50)")
                 out.append(f"  direct p50 {fnum(dp)} us; pgmux p50 {fnum(mp)} us, added {fnum(madd)} us; "
                            f"pgbouncer p50 {fnum(bp)} us, added {fnum(badd)} us; "
                            f"pgmux-added / pgbouncer-added = {fratio(ratio(madd, badd) if badd and badd > 0 else None)}")
+                if None not in (dm, mm, bm):
+                    out.append(f"  by mean latency instead: direct {fnum(dm)} us; pgmux added {fnum(mm - dm)} us, "
+                               f"pgbouncer added {fnum(bm - dm)} us")
                 summary["throughput"][sc]["added_latency_us"] = {"pgmux": madd, "pgbouncer": badd}
                 out.append("")
 
