@@ -156,7 +156,7 @@ TEST_CASE("pgmux-bench hold with more clients than servers, and churn") {
 
 TEST_CASE("pgmux-bench idle holds 200 connections") {
   ProxyRunner proxy(make_config(pg()));
-  Summary idle = bench(proxy, "-s idle -c 200 -T 1.5 --connect-concurrency 32");
+  Summary idle = bench(proxy, "-s idle -c 200 -T 1 --connect-concurrency 32");
   CHECK(idle["errors"] == 0);
   CHECK(idle["connected"] == 200);
   CHECK(idle["connect_failures"] == 0);
