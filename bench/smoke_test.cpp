@@ -134,10 +134,12 @@ TEST_CASE("pgmux-bench select (simple, with a plot; extended) and tpcb through p
 }
 
 TEST_CASE("pgmux-bench prepared and a fixed number of transactions") {
-  ProxyRunner proxy(make_config(pg()));
-  // Named prepared statements pin a client to its server: fewer clients
-  // than servers.
-  check_clean(bench(proxy, "-s prepared -c 8 -T 1.5"), 8);
+  config::Config config = make_config(pg());
+  config.max_server_connections = 4;
+  config.min_server_connections = 1;
+  ProxyRunner proxy(config);
+  // More clients than servers: pgmux moves the named statement between them.
+  check_clean(bench(proxy, "-s prepared -c 12 -T 1.5"), 12);
   Summary counted = bench(proxy, "-s select -c 4 --transactions 500");
   check_clean(counted, 4);
   CHECK(counted["transactions"] == 500);
