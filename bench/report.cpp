@@ -116,6 +116,7 @@ std::string json_text(const Results& r) {
   out += ",\"clients\":" + std::to_string(r.clients);
   out += ",\"rate\":" + json_number(r.rate, 1);
   out += ",\"duration_s\":" + json_number(r.duration_s, 3);
+  out += ",\"connect_s\":" + json_number(r.connect_s, 3);
   out += ",\"transactions\":" + json_uint(r.transactions);
   out += ",\"tps\":" + json_number(r.tps(), 1);
   out += ",\"errors\":" + json_uint(r.errors.total());

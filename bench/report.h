@@ -45,7 +45,7 @@ struct Results {
 std::string summary_text(const Results& results);
 
 // One JSON object (no trailing newline). Keys: scenario, clients, duration_s,
-// transactions, tps, errors, capacity_errors, errors_by_kind [{sqlstate,
+// connect_s (the ramp), transactions, tps, errors, capacity_errors, errors_by_kind [{sqlstate,
 // message, count, capacity}], connected, connect_failures, latency_us {mean,
 // p50, p90, p99, p999, max}, connect_us {p50, p99, max}, timeline [{t, tps,
 // p50_us, p99_us, errors, connected}], and protocol, rate.

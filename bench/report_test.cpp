@@ -68,7 +68,7 @@ TEST_CASE("json has the agreed keys and escapes strings") {
   CHECK(j.front() == '{');
   CHECK(j.back() == '}');
   for (const char* key :
-       {"\"scenario\":\"select\"", "\"clients\":100", "\"duration_s\":10.000",
+       {"\"scenario\":\"select\"", "\"clients\":100", "\"duration_s\":10.000", "\"connect_s\":",
         "\"transactions\":1000", "\"tps\":100.0", "\"errors\":4", "\"capacity_errors\":2",
         "\"errors_by_kind\":[{\"sqlstate\":\"53300\",\"message\":\"sorry, too many clients "
         "already\",\"count\":2",
