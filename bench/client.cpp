@@ -282,8 +282,8 @@ void Client::lost(std::string_view message) {
   // error names the loss better than libpq's "server closed the connection".
   std::string sqlstate;
   std::string text(message.empty() ? "connection lost" : message);
-  const bool running = state_ == State::kSetup || state_ == State::kBusy ||
-                       state_ == State::kRollingBack;
+  const bool running =
+      state_ == State::kSetup || state_ == State::kBusy || state_ == State::kRollingBack;
   if (running && failed_ && !error_sqlstate_.empty()) {
     sqlstate = error_sqlstate_;
     text = error_message_;

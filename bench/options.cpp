@@ -88,14 +88,13 @@ ParsedOptions parse_options(int argc, const char* const* argv, const char* env_u
       if (name == "--init") o.init = true;
       continue;
     }
-    const bool known = name == "--url" || name == "--hosts" || name == "-s" ||
-                       name == "--scenario" || name == "--file" || name == "-f" ||
-                       name == "-c" || name == "--clients" || name == "-T" ||
-                       name == "--duration" || name == "-t" || name == "--transactions" ||
-                       name == "--rate" || name == "-R" || name == "--scale" ||
-                       name == "--protocol" || name == "-M" || name == "--plot" ||
-                       name == "--progress" || name == "-P" || name == "--connect-concurrency" ||
-                       name == "--connect-timeout" || name == "--hold-ms";
+    const bool known =
+        name == "--url" || name == "--hosts" || name == "-s" || name == "--scenario" ||
+        name == "--file" || name == "-f" || name == "-c" || name == "--clients" || name == "-T" ||
+        name == "--duration" || name == "-t" || name == "--transactions" || name == "--rate" ||
+        name == "-R" || name == "--scale" || name == "--protocol" || name == "-M" ||
+        name == "--plot" || name == "--progress" || name == "-P" ||
+        name == "--connect-concurrency" || name == "--connect-timeout" || name == "--hold-ms";
     if (!known) {
       out.error = "unknown option " + std::string(arg) + " (see --help)";
       return out;
@@ -171,8 +170,8 @@ ParsedOptions parse_options(int argc, const char* const* argv, const char* env_u
   if (o.help) return out;
   if (!o.file.empty()) {
     if (scenario_given && o.scenario != ScenarioKind::kFile) {
-      out.error = "--file and --scenario " + std::string(scenario_name(o.scenario)) +
-                  " cannot be combined";
+      out.error =
+          "--file and --scenario " + std::string(scenario_name(o.scenario)) + " cannot be combined";
       return out;
     }
     o.scenario = ScenarioKind::kFile;

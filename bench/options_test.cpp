@@ -35,12 +35,31 @@ TEST_CASE("options: defaults") {
 }
 
 TEST_CASE("options: every option, both spellings") {
-  const ParsedOptions p = parse({"--url", "host=a dbname=b", "--hosts=127.0.0.1,127.0.0.2",
-                                 "-s", "tpcb", "-c", "5000", "--duration=2.5", "--rate", "100",
-                                 "--scale", "3", "--protocol", "extended", "--json", "--plot",
-                                 "x.svg", "--progress", "0.5", "--quiet",
-                                 "--connect-concurrency=8", "--hold-ms", "20",
-                                 "--connect-timeout", "3"});
+  const ParsedOptions p = parse({"--url",
+                                 "host=a dbname=b",
+                                 "--hosts=127.0.0.1,127.0.0.2",
+                                 "-s",
+                                 "tpcb",
+                                 "-c",
+                                 "5000",
+                                 "--duration=2.5",
+                                 "--rate",
+                                 "100",
+                                 "--scale",
+                                 "3",
+                                 "--protocol",
+                                 "extended",
+                                 "--json",
+                                 "--plot",
+                                 "x.svg",
+                                 "--progress",
+                                 "0.5",
+                                 "--quiet",
+                                 "--connect-concurrency=8",
+                                 "--hold-ms",
+                                 "20",
+                                 "--connect-timeout",
+                                 "3"});
   REQUIRE(p.error.empty());
   const Options& o = p.options;
   CHECK(o.url == "host=a dbname=b");

@@ -74,7 +74,8 @@ std::string summary_text(const Results& r) {
   out += "\n";
   out += format("clients:             %d\n", r.clients);
   if (r.rate > 0) out += format("target rate:         %.1f tps (open loop)\n", r.rate);
-  out += format("duration:            %.2f s (after %.2f s connecting)\n", r.duration_s, r.connect_s);
+  out +=
+      format("duration:            %.2f s (after %.2f s connecting)\n", r.duration_s, r.connect_s);
   out += format("transactions:        %" PRIu64 "\n", r.transactions);
   out += format("tps:                 %.1f\n", r.tps());
   const Histogram& l = r.latency;

@@ -27,13 +27,13 @@ struct Results {
   std::string scenario;
   std::string protocol;  // "simple" or "extended".
   int clients = 0;
-  double rate = 0;           // 0: closed loop.
-  double duration_s = 0;     // Measured, from the first transaction slot to the stop.
-  double connect_s = 0;      // Time the initial ramp of connections took.
-  uint64_t transactions = 0; // Completed without error.
-  Histogram latency;         // Microseconds per completed transaction.
-  Histogram connect;         // Microseconds per successful handshake.
-  ErrorTable errors;         // Failed transactions and failed connects.
+  double rate = 0;            // 0: closed loop.
+  double duration_s = 0;      // Measured, from the first transaction slot to the stop.
+  double connect_s = 0;       // Time the initial ramp of connections took.
+  uint64_t transactions = 0;  // Completed without error.
+  Histogram latency;          // Microseconds per completed transaction.
+  Histogram connect;          // Microseconds per successful handshake.
+  ErrorTable errors;          // Failed transactions and failed connects.
   uint64_t connect_failures = 0;
   int connected = 0;  // Connections open when the measurement ended.
   std::vector<Interval> timeline;

@@ -1,9 +1,10 @@
+#include "bench/report.h"
+
 #include <doctest/doctest.h>
 
 #include <string>
 
 #include "bench/errors.h"
-#include "bench/report.h"
 #include "bench/svg.h"
 
 namespace pgmux::bench {

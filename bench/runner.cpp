@@ -67,7 +67,9 @@ void Runner::start() {
 
 Results Runner::take_results() { return std::move(results_); }
 
-void Runner::on_tick_cb(uv_timer_t* timer) noexcept { static_cast<Runner*>(timer->data)->on_tick(); }
+void Runner::on_tick_cb(uv_timer_t* timer) noexcept {
+  static_cast<Runner*>(timer->data)->on_tick();
+}
 
 void Runner::on_signal_cb(uv_signal_t* signal, int /*signum*/) noexcept {
   static_cast<Runner*>(signal->data)->stop();
@@ -109,7 +111,7 @@ void Runner::on_connected(Client& client, uint64_t connect_us) {
 }
 
 void Runner::on_ready(Client& client) {
-  start_handshakes();  // This handshake's slot is free.
+  start_handshakes();                     // This handshake's slot is free.
   if (phase_ != Phase::kMeasure) return;  // begin_measuring() dispatches it.
   if (scenario_.connects_per_transaction()) {
     client.run(rng_);
@@ -268,8 +270,7 @@ void Runner::on_tick() {
       interval_start_ns_ = now;
       if (tty_) {
         std::fprintf(stderr, "\rconnecting: %d/%d connected, %llu failed\x1b[K", connected_,
-                     options_.clients,
-                     static_cast<unsigned long long>(results_.connect_failures));
+                     options_.clients, static_cast<unsigned long long>(results_.connect_failures));
         progress_printed_ = true;
       }
     }

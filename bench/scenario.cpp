@@ -172,9 +172,11 @@ std::vector<std::string> init_statements(int scale) {
       "INSERT INTO pgbench_branches (bid, bbalance) SELECT bid, 0 FROM generate_series(1, " + s +
           ") AS bid",
       "INSERT INTO pgbench_tellers (tid, bid, tbalance) SELECT tid, (tid - 1) / 10 + 1, 0 "
-      "FROM generate_series(1, " + s + " * 10) AS tid",
+      "FROM generate_series(1, " +
+          s + " * 10) AS tid",
       "INSERT INTO pgbench_accounts (aid, bid, abalance, filler) SELECT aid, (aid - 1) / 100000 "
-      "+ 1, 0, '' FROM generate_series(1, " + s + " * 100000) AS aid",
+      "+ 1, 0, '' FROM generate_series(1, " +
+          s + " * 100000) AS aid",
       "VACUUM ANALYZE pgbench_branches, pgbench_tellers, pgbench_accounts, pgbench_history",
       "ALTER TABLE pgbench_branches ADD PRIMARY KEY (bid)",
       "ALTER TABLE pgbench_tellers ADD PRIMARY KEY (tid)",

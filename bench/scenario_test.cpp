@@ -130,7 +130,8 @@ TEST_CASE("hold, churn, file and idle") {
 TEST_CASE("init statements scale the row counts") {
   const auto sql = init_statements(3);
   bool accounts = false;
-  for (const std::string& s : sql) accounts |= s.find("generate_series(1, 3 * 100000)") != std::string::npos;
+  for (const std::string& s : sql)
+    accounts |= s.find("generate_series(1, 3 * 100000)") != std::string::npos;
   CHECK(accounts);
   CHECK(sql.front().starts_with("DROP TABLE IF EXISTS"));
 }

@@ -10,7 +10,7 @@ namespace {
 
 constexpr double kWidth = 960;
 constexpr double kPanelHeight = 300;
-constexpr double kLeft = 90;    // Room for the y labels.
+constexpr double kLeft = 90;  // Room for the y labels.
 constexpr double kRight = 30;
 constexpr double kTop = 40;     // Room for the panel title.
 constexpr double kBottom = 50;  // Room for the x labels.
@@ -55,21 +55,23 @@ class Panel {
   }
 
   void frame(const std::string& title, const std::string& x_title, const std::string& y_title) {
-    out_ += "<text x=\"" + num(left_) + "\" y=\"" + num(top_ - 14) +
-            "\" class=\"title\">" + svg_escape(title) + "</text>\n";
+    out_ += "<text x=\"" + num(left_) + "\" y=\"" + num(top_ - 14) + "\" class=\"title\">" +
+            svg_escape(title) + "</text>\n";
     out_ += "<rect x=\"" + num(left_) + "\" y=\"" + num(top_) + "\" width=\"" +
             num(right_ - left_) + "\" height=\"" + num(bottom_ - top_) + "\" class=\"frame\"/>\n";
     out_ += "<text x=\"" + num((left_ + right_) / 2) + "\" y=\"" + num(bottom_ + 40) +
             "\" class=\"axis\" text-anchor=\"middle\">" + svg_escape(x_title) + "</text>\n";
     const double mid = (top_ + bottom_) / 2;
-    out_ += "<text x=\"18\" y=\"" + num(mid) + "\" class=\"axis\" text-anchor=\"middle\" "
-            "transform=\"rotate(-90 18 " + num(mid) + ")\">" + svg_escape(y_title) + "</text>\n";
+    out_ += "<text x=\"18\" y=\"" + num(mid) +
+            "\" class=\"axis\" text-anchor=\"middle\" "
+            "transform=\"rotate(-90 18 " +
+            num(mid) + ")\">" + svg_escape(y_title) + "</text>\n";
   }
 
   void x_tick(double value, const std::string& text) {
     const double px = x(value);
-    out_ += "<line x1=\"" + num(px) + "\" y1=\"" + num(top_) + "\" x2=\"" + num(px) +
-            "\" y2=\"" + num(bottom_) + "\" class=\"grid\"/>\n";
+    out_ += "<line x1=\"" + num(px) + "\" y1=\"" + num(top_) + "\" x2=\"" + num(px) + "\" y2=\"" +
+            num(bottom_) + "\" class=\"grid\"/>\n";
     out_ += "<text x=\"" + num(px) + "\" y=\"" + num(bottom_ + 18) +
             "\" class=\"tick\" text-anchor=\"middle\">" + svg_escape(text) + "</text>\n";
   }
@@ -173,8 +175,8 @@ void latency_time_panel(std::string& out, const Results& r, double y0) {
 // x: the number of nines, -log10(1 - fraction); y: log10 of microseconds.
 void distribution_panel(std::string& out, const Results& r, double y0) {
   const Histogram& h = r.latency;
-  const double nines_max =
-      std::clamp(std::ceil(std::log10(std::max<double>(static_cast<double>(h.count()), 10))), 1.0, 5.0);
+  const double nines_max = std::clamp(
+      std::ceil(std::log10(std::max<double>(static_cast<double>(h.count()), 10))), 1.0, 5.0);
   const double low = std::floor(std::log10(std::max<double>(static_cast<double>(h.min()), 1)));
   double high = std::ceil(std::log10(std::max<double>(static_cast<double>(h.max()), 1)));
   if (high <= low) high = low + 1;
@@ -192,7 +194,9 @@ void distribution_panel(std::string& out, const Results& r, double y0) {
   auto nines = [&](double fraction) {
     return fraction >= 1 ? nines_max : std::min(nines_max, -std::log10(1 - fraction));
   };
-  auto log_us = [](uint64_t us) { return std::log10(std::max<double>(static_cast<double>(us), 1)); };
+  auto log_us = [](uint64_t us) {
+    return std::log10(std::max<double>(static_cast<double>(us), 1));
+  };
   double previous = 0;
   for (const Histogram::Point& point : h.distribution()) {
     // A step: the value holds from the previous fraction up to this one.
@@ -261,12 +265,11 @@ std::string svg_plot(const Results& r) {
       ".grid{stroke:#ddd;stroke-width:1}</style>\n";
   out += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
   char head[256];
-  std::snprintf(head, sizeof(head),
-                "pgmux-bench %s: %d clients, %.1f s, %.1f tps, %llu errors", r.scenario.c_str(),
-                r.clients, r.duration_s, r.tps(),
+  std::snprintf(head, sizeof(head), "pgmux-bench %s: %d clients, %.1f s, %.1f tps, %llu errors",
+                r.scenario.c_str(), r.clients, r.duration_s, r.tps(),
                 static_cast<unsigned long long>(r.errors.total()));
-  out += "<text x=\"" + num(kLeft) + "\" y=\"30\" class=\"title\">" + svg_escape(head) +
-         "</text>\n";
+  out +=
+      "<text x=\"" + num(kLeft) + "\" y=\"30\" class=\"title\">" + svg_escape(head) + "</text>\n";
   throughput_panel(out, r, kHeader);
   latency_time_panel(out, r, kHeader + kPanelHeight);
   distribution_panel(out, r, kHeader + 2 * kPanelHeight);
