@@ -61,6 +61,11 @@ void ClientConn::process() {
     case State::kActive:
       process_active();
       break;
+    case State::kWaitingForServer:
+      // More of a pipeline while waiting: it stays in the buffer, unread
+      // further until a server is attached.
+      stream_.stop_reading();
+      break;
     default:
       break;
   }
@@ -436,7 +441,8 @@ void ClientConn::process_idle() {
     // Preparing a known statement needs no server (below); anything else
     // is the first message of a transaction: wait for a server.
     if ((frame.type == 'P' || frame.type == 'C') && answer_without_server()) continue;
-    stream_.stop_reading();
+    // Reading goes on while the client waits (stopping and starting it
+    // costs system calls on every transaction), until it sends more.
     pool_->acquire(this);
     return;
   }
