@@ -131,7 +131,7 @@ void ClientConn::process_startup() {
     const std::string database(packet->database);
     for (const auto& [name, value] : packet->params) {
       if (name == "user" || name == "database" || name == "replication") continue;
-      startup_params_.emplace_back(name, value);
+      login_->startup_params.emplace_back(name, value);
     }
     in.consume(frame.size);
     start_session(user, database);
@@ -167,12 +167,12 @@ void ClientConn::start_session(std::string_view user, std::string_view database)
   const config::User* configured = config.find_user(user_);
   const std::vector<config::Cidr>* allowed = &config.allowed_cidrs;
   if (configured != nullptr) {
-    known_user_ = true;
-    credential_ = protocol::parse_credential(configured->password);
+    login_->known_user = true;
+    login_->credential = protocol::parse_credential(configured->password);
     if (!configured->allowed_cidrs.empty()) allowed = &configured->allowed_cidrs;
   } else if (config.users.empty() && user_ == upstream.user) {
-    known_user_ = config.auth_type == config::AuthType::kTrust || !upstream.password.empty();
-    credential_ = protocol::parse_credential(upstream.password);
+    login_->known_user = config.auth_type == config::AuthType::kTrust || !upstream.password.empty();
+    login_->credential = protocol::parse_credential(upstream.password);
   }
   if (!allowed->empty()) {
     sockaddr_storage address{};
@@ -189,11 +189,11 @@ void ClientConn::start_session(std::string_view user, std::string_view database)
     }
   }
   if (config.auth_type == config::AuthType::kTrust) {
-    if (!known_user_ && !config.users.empty()) {
+    if (!login_->known_user && !config.users.empty()) {
       fail(sqlstate::kInvalidAuthorization, "user \"" + user_ + "\" is not known to pgmux");
       return;
     }
-    if (!known_user_ && config.users.empty()) {
+    if (!login_->known_user && config.users.empty()) {
       fail(sqlstate::kInvalidAuthorization,
            "user \"" + user_ + "\" may not use database \"" + std::string(database) +
                "\" through pgmux",
@@ -213,41 +213,41 @@ void ClientConn::begin_authentication() {
   using Kind = protocol::Credential::Kind;
   config::AuthType method = config.auth_type;
   // A stored md5 hash cannot do SCRAM; as PgBouncer, fall back to md5.
-  if (method == config::AuthType::kScramSha256 && known_user_ && credential_.kind == Kind::kMd5) {
+  if (method == config::AuthType::kScramSha256 && login_->known_user && login_->credential.kind == Kind::kMd5) {
     method = config::AuthType::kMd5;
   }
   switch (method) {
     case config::AuthType::kScramSha256: {
       protocol::ScramSecret secret;
-      if (known_user_ && credential_.kind == Kind::kScram) {
-        secret = credential_.scram;
-      } else if (known_user_) {
-        secret = proxy_.scram_secret_for(user_, credential_.plain);
+      if (login_->known_user && login_->credential.kind == Kind::kScram) {
+        secret = login_->credential.scram;
+      } else if (login_->known_user) {
+        secret = proxy_.scram_secret_for(user_, login_->credential.plain);
       } else {
         // An unknown user runs the same exchange and fails at the proof.
         secret = protocol::mock_scram_secret(user_, proxy_.mock_seed());
       }
       std::string binding;
       if (tls_ && proxy_.client_tls() != nullptr) binding = proxy_.client_tls()->server_end_point();
-      scram_ = std::make_unique<protocol::ScramServer>(std::move(secret), std::move(binding));
+      login_->scram = std::make_unique<protocol::ScramServer>(std::move(secret), std::move(binding));
       std::vector<std::string_view> mechanisms;
-      if (scram_->offers_plus()) mechanisms.emplace_back("SCRAM-SHA-256-PLUS");
+      if (login_->scram->offers_plus()) mechanisms.emplace_back("SCRAM-SHA-256-PLUS");
       mechanisms.emplace_back("SCRAM-SHA-256");
       protocol::append_authentication_sasl(out, mechanisms);
-      auth_step_ = AuthStep::kSaslInitial;
+      login_->auth_step = AuthStep::kSaslInitial;
       break;
     }
     case config::AuthType::kMd5:
-      if (RAND_bytes(md5_salt_.data(), static_cast<int>(md5_salt_.size())) != 1) {
+      if (RAND_bytes(login_->md5_salt.data(), static_cast<int>(login_->md5_salt.size())) != 1) {
         spdlog::critical("the OpenSSL random generator failed");
         std::abort();
       }
-      protocol::append_authentication_md5(out, md5_salt_);
-      auth_step_ = AuthStep::kMd5;
+      protocol::append_authentication_md5(out, login_->md5_salt);
+      login_->auth_step = AuthStep::kMd5;
       break;
     default:
       protocol::append_authentication_cleartext(out);
-      auth_step_ = AuthStep::kCleartext;
+      login_->auth_step = AuthStep::kCleartext;
       break;
   }
   stream_.write_owned(out);
@@ -276,21 +276,21 @@ void ClientConn::process_auth() {
 
 bool ClientConn::handle_auth_message(protocol::ByteView message) {
   protocol::Bytes out;
-  switch (auth_step_) {
+  switch (login_->auth_step) {
     case AuthStep::kSaslInitial: {
       auto initial = protocol::parse_sasl_initial_response(message);
       if (!initial) {
         fail(initial.error().sqlstate, initial.error().message);
         return false;
       }
-      auto server_first = scram_->handle_client_first(initial->mechanism, initial->data);
+      auto server_first = login_->scram->handle_client_first(initial->mechanism, initial->data);
       if (!server_first) {
         fail(server_first.error().sqlstate, server_first.error().message);
         return false;
       }
       protocol::append_authentication_sasl_continue(out, *server_first);
       stream_.write_owned(out);
-      auth_step_ = AuthStep::kSaslFinal;
+      login_->auth_step = AuthStep::kSaslFinal;
       return true;
     }
     case AuthStep::kSaslFinal: {
@@ -299,7 +299,7 @@ bool ClientConn::handle_auth_message(protocol::ByteView message) {
         fail(data.error().sqlstate, data.error().message);
         return false;
       }
-      auto server_final = scram_->handle_client_final(*data);
+      auto server_final = login_->scram->handle_client_final(*data);
       if (!server_final) {
         if (server_final.error().sqlstate == sqlstate::kInvalidPassword) {
           authentication_failed("wrong SCRAM proof");
@@ -308,11 +308,11 @@ bool ClientConn::handle_auth_message(protocol::ByteView message) {
         }
         return false;
       }
-      if (!known_user_) {
+      if (!login_->known_user) {
         authentication_failed("unknown user");
         return false;
       }
-      scram_.reset();
+      login_->scram.reset();
       protocol::append_authentication_sasl_final(out, *server_final);
       stream_.write_owned(out);
       finish_login();
@@ -326,11 +326,11 @@ bool ClientConn::handle_auth_message(protocol::ByteView message) {
         return false;
       }
       const bool ok =
-          known_user_ && (auth_step_ == AuthStep::kMd5
-                              ? protocol::verify_md5_response(credential_, user_, md5_salt_, *password)
-                              : protocol::verify_cleartext(credential_, user_, *password));
+          login_->known_user && (login_->auth_step == AuthStep::kMd5
+                              ? protocol::verify_md5_response(login_->credential, user_, login_->md5_salt, *password)
+                              : protocol::verify_cleartext(login_->credential, user_, *password));
       if (!ok) {
-        authentication_failed(known_user_ ? "wrong password" : "unknown user");
+        authentication_failed(login_->known_user ? "wrong password" : "unknown user");
         return false;
       }
       finish_login();
@@ -346,7 +346,7 @@ void ClientConn::authentication_failed(const char* why) {
   // for an unknown user and a wrong password.
   spdlog::warn("{}: password authentication failed ({}); {} failures since start", tag_, why,
                failures);
-  scram_.reset();
+  login_->scram.reset();
   state_ = State::kAuthFailed;
   stream_.stop_reading();
   if (static_cast<LoginLink*>(this)->linked()) proxy_.logging_in().remove(this);
@@ -360,7 +360,7 @@ void ClientConn::report_auth_failure() {
 
 void ClientConn::finish_login() {
   proxy_.logging_in().remove(this);
-  credential_ = {};
+  login_->credential = {};
   proxy_.register_cancel_key(this);
   state_ = State::kWaitingForWelcome;
   stream_.stop_reading();
@@ -372,7 +372,7 @@ void ClientConn::welcome(const std::vector<std::pair<std::string, std::string>>&
   // The startup packet's settings become this client's session: reported
   // parameters that differ from a fresh server's, and any other setting.
   std::vector<std::pair<std::string, std::string>> settings;
-  for (auto& [name, value] : startup_params_) {
+  for (auto& [name, value] : login_->startup_params) {
     if (name == "options") {
       StartupOptions options = parse_startup_options(value);
       for (const std::string& ignored : options.ignored) {
@@ -383,7 +383,7 @@ void ClientConn::welcome(const std::vector<std::pair<std::string, std::string>>&
       settings.emplace_back(std::move(name), std::move(value));
     }
   }
-  startup_params_ = {};
+  login_.reset();  // Logged in: the login state goes.
   for (const auto& [name, value] : settings) {
     std::optional<std::string> normal = normalise_param_name(name);
     if (!normal) {

@@ -177,24 +177,28 @@ class ClientConn final : public PoolLink, public LoginLink, private StreamEvents
   bool discarding_ = false;    // Skipping the rest of a failed request.
   bool discard_ends_request_ = false;  // The message being discarded is a Query/Sync.
 
-  // Login and authentication.
+  // Login and authentication: what only a client that is logging in
+  // needs, freed at the welcome so that an idle client stays small.
   enum class AuthStep { kSaslInitial, kSaslFinal, kMd5, kCleartext };
-  AuthStep auth_step_ = AuthStep::kSaslInitial;
+  struct Login {
+    AuthStep auth_step = AuthStep::kSaslInitial;
+    bool known_user = false;
+    protocol::Credential credential;
+    std::unique_ptr<protocol::ScramServer> scram;
+    std::array<uint8_t, 4> md5_salt{};
+    // The startup packet's parameters, until the welcome turns them into
+    // overrides (the pool's baseline is known by then).
+    std::vector<std::pair<std::string, std::string>> startup_params;
+  };
+  std::unique_ptr<Login> login_ = std::make_unique<Login>();
   std::string user_;
   bool tls_ = false;
-  bool known_user_ = false;
-  protocol::Credential credential_;
-  std::unique_ptr<protocol::ScramServer> scram_;
-  std::array<uint8_t, 4> md5_salt_{};
   uint64_t auth_failed_at_ = 0;
   bool pinned_ = false;
   bool assembling_ = false;
   // Named prepared statements, made on the first named Parse.
   std::unique_ptr<ClientStatements> statements_;
   ParamOverrides overrides_;
-  // The startup packet's parameters, until the welcome turns them into
-  // overrides (the pool's baseline is known by then).
-  std::vector<std::pair<std::string, std::string>> startup_params_;
 };
 
 }  // namespace pgmux::proxy

@@ -101,7 +101,9 @@ bool Stream::write_lent(Stream& lender) {
   }
   borrowed_from_ = &lender;
   lender.lent_to_ = this;
-  if (uv_write(&lent_req_, uv(), &buf, 1, &Stream::on_lent_written) != 0) {
+  lent_req_ = std::make_unique<uv_write_t>();
+  if (uv_write(lent_req_.get(), uv(), &buf, 1, &Stream::on_lent_written) != 0) {
+    lent_req_.reset();
     borrowed_from_ = nullptr;
     lender.lent_to_ = nullptr;
     close();
@@ -112,6 +114,7 @@ bool Stream::write_lent(Stream& lender) {
 
 void Stream::on_lent_written(uv_write_t* req, int status) {
   Stream* self = stream_of(reinterpret_cast<uv_handle_t*>(req->handle));
+  self->lent_req_.reset();
   self->finish_lent_write();
   if (status < 0 && status != UV_ECANCELED) self->close();
 }
@@ -225,11 +228,17 @@ void Stream::close_after_writes() {
   }
   stop_reading();
   shutting_down_ = true;
-  if (uv_shutdown(&shutdown_req_, uv(), &Stream::on_shutdown) != 0) close();
+  shutdown_req_ = std::make_unique<uv_shutdown_t>();
+  if (uv_shutdown(shutdown_req_.get(), uv(), &Stream::on_shutdown) != 0) {
+    shutdown_req_.reset();
+    close();
+  }
 }
 
 void Stream::on_shutdown(uv_shutdown_t* req, int /*status*/) {
-  stream_of(reinterpret_cast<uv_handle_t*>(req->handle))->close();
+  Stream* self = stream_of(reinterpret_cast<uv_handle_t*>(req->handle));
+  self->shutdown_req_.reset();
+  self->close();
 }
 
 void Stream::close() {

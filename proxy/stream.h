@@ -118,8 +118,10 @@ class Stream {
   StreamEvents& events_;
   Buffer input_;
   uv_tcp_t tcp_{};
-  uv_write_t lent_req_{};
-  uv_shutdown_t shutdown_req_{};
+  // Requests exist only while libuv holds them (a lent write the kernel did
+  // not take at once, a shutdown), so an idle connection carries neither.
+  std::unique_ptr<uv_write_t> lent_req_;
+  std::unique_ptr<uv_shutdown_t> shutdown_req_;
   Stream* borrowed_from_ = nullptr;  // Lender of our in-flight lent write.
   Stream* lent_to_ = nullptr;        // Where our pending() bytes are being written.
   bool initialised_ = false;
