@@ -34,13 +34,13 @@ ClientConn::ClientConn(Proxy& proxy, uint64_t id)
 }
 
 void ClientConn::start() {
-  accepted_at_ = proxy_.now();
+  login_->accepted_at = proxy_.now();
   sockaddr_storage address{};
   int length = sizeof address;
   if (uv_tcp_getpeername(stream_.tcp(), reinterpret_cast<sockaddr*>(&address), &length) == 0) {
-    peer_ = format_address(reinterpret_cast<const sockaddr*>(&address));
+    login_->peer = format_address(reinterpret_cast<const sockaddr*>(&address));
   }
-  tag_ = "C-" + std::to_string(id_) + " " + peer_;
+  tag_ = "C-" + std::to_string(id_) + " " + login_->peer;
   uv_tcp_nodelay(stream_.tcp(), 1);
   stream_.start_reading();
 }
@@ -158,19 +158,19 @@ void ClientConn::start_session(std::string_view user, std::string_view database)
     return;
   }
   pool_ = pool;
-  user_ = std::string(user);
-  tag_ = "C-" + std::to_string(id_) + " " + std::string(database) + "/" + user_ + "@" + peer_;
+  login_->user = std::string(user);
+  tag_ = "C-" + std::to_string(id_) + " " + std::string(database) + "/" + login_->user + "@" + login_->peer;
 
   // Who may log in: the configured users, or, with none configured, the
   // database's own upstream user with its upstream password (drop-in).
   const config::Upstream& upstream = pool->database().upstream;
-  const config::User* configured = config.find_user(user_);
+  const config::User* configured = config.find_user(login_->user);
   const std::vector<config::Cidr>* allowed = &config.allowed_cidrs;
   if (configured != nullptr) {
     login_->known_user = true;
     login_->credential = protocol::parse_credential(configured->password);
     if (!configured->allowed_cidrs.empty()) allowed = &configured->allowed_cidrs;
-  } else if (config.users.empty() && user_ == upstream.user) {
+  } else if (config.users.empty() && login_->user == upstream.user) {
     login_->known_user = config.auth_type == config::AuthType::kTrust || !upstream.password.empty();
     login_->credential = protocol::parse_credential(upstream.password);
   }
@@ -184,18 +184,18 @@ void ClientConn::start_session(std::string_view user, std::string_view database)
     if (!permitted) {
       spdlog::warn("{}: refused: address not in allowed_cidrs", tag_);
       fail(sqlstate::kInvalidAuthorization,
-           "pgmux does not accept connections from " + peer_ + " for user \"" + user_ + "\"");
+           "pgmux does not accept connections from " + login_->peer + " for user \"" + login_->user + "\"");
       return;
     }
   }
   if (config.auth_type == config::AuthType::kTrust) {
     if (!login_->known_user && !config.users.empty()) {
-      fail(sqlstate::kInvalidAuthorization, "user \"" + user_ + "\" is not known to pgmux");
+      fail(sqlstate::kInvalidAuthorization, "user \"" + login_->user + "\" is not known to pgmux");
       return;
     }
     if (!login_->known_user && config.users.empty()) {
       fail(sqlstate::kInvalidAuthorization,
-           "user \"" + user_ + "\" may not use database \"" + std::string(database) +
+           "user \"" + login_->user + "\" may not use database \"" + std::string(database) +
                "\" through pgmux",
            "connect as \"" + upstream.user + "\", the user pgmux logs in as");
       return;
@@ -222,10 +222,10 @@ void ClientConn::begin_authentication() {
       if (login_->known_user && login_->credential.kind == Kind::kScram) {
         secret = login_->credential.scram;
       } else if (login_->known_user) {
-        secret = proxy_.scram_secret_for(user_, login_->credential.plain);
+        secret = proxy_.scram_secret_for(login_->user, login_->credential.plain);
       } else {
         // An unknown user runs the same exchange and fails at the proof.
-        secret = protocol::mock_scram_secret(user_, proxy_.mock_seed());
+        secret = protocol::mock_scram_secret(login_->user, proxy_.mock_seed());
       }
       std::string binding;
       if (tls_ && proxy_.client_tls() != nullptr) binding = proxy_.client_tls()->server_end_point();
@@ -327,8 +327,8 @@ bool ClientConn::handle_auth_message(protocol::ByteView message) {
       }
       const bool ok =
           login_->known_user && (login_->auth_step == AuthStep::kMd5
-                              ? protocol::verify_md5_response(login_->credential, user_, login_->md5_salt, *password)
-                              : protocol::verify_cleartext(login_->credential, user_, *password));
+                              ? protocol::verify_md5_response(login_->credential, login_->user, login_->md5_salt, *password)
+                              : protocol::verify_cleartext(login_->credential, login_->user, *password));
       if (!ok) {
         authentication_failed(login_->known_user ? "wrong password" : "unknown user");
         return false;
@@ -350,12 +350,12 @@ void ClientConn::authentication_failed(const char* why) {
   state_ = State::kAuthFailed;
   stream_.stop_reading();
   if (static_cast<LoginLink*>(this)->linked()) proxy_.logging_in().remove(this);
-  auth_failed_at_ = proxy_.now();
+  login_->auth_failed_at = proxy_.now();
   proxy_.auth_failed().push_back(this);
 }
 
 void ClientConn::report_auth_failure() {
-  fail(sqlstate::kInvalidPassword, "password authentication failed for user \"" + user_ + "\"");
+  fail(sqlstate::kInvalidPassword, "password authentication failed for user \"" + login_->user + "\"");
 }
 
 void ClientConn::finish_login() {

@@ -68,11 +68,12 @@ class ClientConn final : public PoolLink, public LoginLink, private StreamEvents
   Stream& stream() { return stream_; }
   Pool* pool() const { return pool_; }
   ServerConn* server() const { return server_; }
-  uint64_t accepted_at() const { return accepted_at_; }
+  // While logging in only (0 afterwards).
+  uint64_t accepted_at() const { return login_ ? login_->accepted_at : 0; }
   uint64_t waiting_since() const { return waiting_since_; }
   int32_t cancel_pid() const { return cancel_pid_; }
   int32_t cancel_secret() const { return cancel_secret_; }
-  uint64_t auth_failed_at() const { return auth_failed_at_; }
+  uint64_t auth_failed_at() const { return login_ ? login_->auth_failed_at : 0; }
   // The client ran a statement whose effect outlives its transaction
   // (LISTEN, a session SET, a temp table, a session advisory lock, WITH HOLD,
   // SQL PREPARE): it keeps its server until it disconnects or runs DISCARD ALL.
@@ -162,12 +163,10 @@ class ClientConn final : public PoolLink, public LoginLink, private StreamEvents
   Proxy& proxy_;
   uint64_t id_;
   std::string tag_;
-  std::string peer_;  // "address:port"
   State state_ = State::kStartup;
   Stream stream_;
   Pool* pool_ = nullptr;
   ServerConn* server_ = nullptr;
-  uint64_t accepted_at_ = 0;
   uint64_t waiting_since_ = 0;
   int32_t cancel_pid_ = 0;
   int32_t cancel_secret_ = 0;
@@ -189,11 +188,13 @@ class ClientConn final : public PoolLink, public LoginLink, private StreamEvents
     // The startup packet's parameters, until the welcome turns them into
     // overrides (the pool's baseline is known by then).
     std::vector<std::pair<std::string, std::string>> startup_params;
+    std::string peer;  // "address:port"
+    std::string user;
+    uint64_t accepted_at = 0;
+    uint64_t auth_failed_at = 0;
   };
   std::unique_ptr<Login> login_ = std::make_unique<Login>();
-  std::string user_;
   bool tls_ = false;
-  uint64_t auth_failed_at_ = 0;
   bool pinned_ = false;
   bool assembling_ = false;
   // Named prepared statements, made on the first named Parse.
