@@ -129,6 +129,10 @@ def cmd_annotate(a):
             meta[k] = json.loads(v)
         except ValueError:
             meta[k] = v
+    if meta.get("perf_syscalls") and run.get("tps"):
+        # perf watched the pooler for the run's duration; compare with the
+        # transactions completed in that time.
+        meta["perf_syscalls_per_txn"] = meta["perf_syscalls"] / (run["tps"] * (run.get("duration_s") or 1))
     run["compare"] = meta
     with open(a.run, "w", encoding="utf-8") as f:
         json.dump(run, f, indent=1)
@@ -298,6 +302,18 @@ def cmd_report(a):
                                f"pgbouncer added {fnum(bm - dm)} us")
                 summary["throughput"][sc]["added_latency_us"] = {"pgmux": madd, "pgbouncer": badd}
                 out.append("")
+
+    # ---- profile (--perf)
+    prof = []
+    for (sc, c, t), rs in sorted(runs.items()):
+        for r in rs:
+            x = r["compare"].get("perf_syscalls_per_txn")
+            if x:
+                prof.append([sc, str(c), t, f"{x:.1f}", fnum(r["compare"].get("pooler_cpu_us_per_txn"), 1)])
+    if prof:
+        out.append("Profiled runs (--perf, round 1): pooler system calls per transaction")
+        table(["scenario", "clients", "target", "syscalls/txn", "CPU us/txn"], prof, out)
+        out.append("")
 
     # ---- idle memory
     idle = {}
