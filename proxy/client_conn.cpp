@@ -25,8 +25,8 @@ namespace pgmux::proxy {
 namespace sqlstate = protocol::sqlstate;
 using protocol::FrameStatus;
 
-ClientConn::ClientConn(Proxy& proxy, uint64_t id)
-    : proxy_(proxy), id_(id), stream_(*this, proxy.blocks()) {
+ClientConn::ClientConn(Proxy& proxy, uint64_t id, uint32_t slot)
+    : proxy_(proxy), id_(id), slot_(slot), stream_(*this, proxy.blocks()) {
   if (stream_.init(proxy_.loop()) != 0) {
     spdlog::critical("C-{}: cannot create a TCP handle", id_);
     std::abort();

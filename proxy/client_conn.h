@@ -58,11 +58,12 @@ class ClientConn final : public PoolLink, public LoginLink, private StreamEvents
     kClosing,
   };
 
-  ClientConn(Proxy& proxy, uint64_t id);
+  ClientConn(Proxy& proxy, uint64_t id, uint32_t slot);
   ClientConn(const ClientConn&) = delete;
   ClientConn& operator=(const ClientConn&) = delete;
 
   uint64_t id() const { return id_; }
+  uint32_t slot() const { return slot_; }  // In the Proxy's registry.
   State state() const { return state_; }
   const std::string& tag() const { return tag_; }
   Stream& stream() { return stream_; }
@@ -162,6 +163,7 @@ class ClientConn final : public PoolLink, public LoginLink, private StreamEvents
 
   Proxy& proxy_;
   uint64_t id_;
+  uint32_t slot_;
   std::string tag_;
   State state_ = State::kStartup;
   Stream stream_;

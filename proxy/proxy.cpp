@@ -18,10 +18,6 @@ namespace {
 
 constexpr uint64_t kJanitorPeriodMs = 100;
 
-uint64_t cancel_key(int32_t pid, int32_t secret) {
-  return (static_cast<uint64_t>(static_cast<uint32_t>(pid)) << 32) | static_cast<uint32_t>(secret);
-}
-
 }  // namespace
 
 Proxy::Proxy(config::Config config, uv_loop_t* loop)
@@ -154,7 +150,8 @@ void Proxy::stop() {
     uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
   }
   for (auto& pool : pools_) pool->close_all();
-  for (auto& [id, client] : clients_) {
+  for (auto& client : slots_) {
+    if (client == nullptr) continue;
     if (client->state() == ClientConn::State::kIdle) {
       client->fail(sqlstate::kAdminShutdown, "pgmux is shutting down");
     } else {
@@ -174,16 +171,24 @@ void Proxy::on_connection(uv_stream_t* listener, int status) {
 
 void Proxy::accept_client() {
   const uint64_t id = next_id();
-  auto owned = std::make_unique<ClientConn>(*this, id);
-  ClientConn* client = owned.get();
-  clients_.emplace(id, std::move(owned));
+  uint32_t slot = 0;
+  if (!free_slots_.empty()) {
+    slot = free_slots_.back();
+    free_slots_.pop_back();
+  } else {
+    slot = static_cast<uint32_t>(slots_.size());
+    slots_.emplace_back();
+  }
+  slots_[slot] = std::make_unique<ClientConn>(*this, id, slot);
+  ClientConn* client = slots_[slot].get();
+  ++client_count_;
   if (uv_accept(reinterpret_cast<uv_stream_t*>(&listener_), client->stream().uv()) != 0) {
     client->close();
     return;
   }
   logging_in_.push_back(client);
   client->start();
-  if (clients_.size() > config_.max_client_conn) {
+  if (client_count_ > config_.max_client_conn) {
     spdlog::warn("{}: refused: max_client_conn ({}) reached", client->tag(),
                  config_.max_client_conn);
     client->fail(sqlstate::kTooManyConnections,
@@ -210,33 +215,29 @@ ServerConn* Proxy::open_server(Pool& pool) {
 }
 
 void Proxy::register_cancel_key(ClientConn* client) {
-  int32_t pid = 0;
-  int32_t secret = 0;
-  do {
-    uint32_t random[2];
-    if (RAND_bytes(reinterpret_cast<unsigned char*>(random), sizeof random) != 1) {
-      spdlog::critical("the OpenSSL random generator failed");
-      std::abort();
-    }
-    pid = static_cast<int32_t>(random[0] & 0x7fffffff);
-    secret = static_cast<int32_t>(random[1]);
-  } while (pid == 0 || by_cancel_key_.count(cancel_key(pid, secret)) != 0);
-  client->set_cancel_key(pid, secret);
-  by_cancel_key_.emplace(cancel_key(pid, secret), client);
+  // The process id a client sees is its slot (+1), as PostgreSQL's are
+  // guessable pids; the 32-bit secret is what authorises a cancel.
+  uint32_t secret = 0;
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(&secret), sizeof secret) != 1) {
+    spdlog::critical("the OpenSSL random generator failed");
+    std::abort();
+  }
+  client->set_cancel_key(static_cast<int32_t>(client->slot() + 1), static_cast<int32_t>(secret));
 }
 
 void Proxy::forward_cancel(int32_t pid, int32_t secret) {
-  auto it = by_cancel_key_.find(cancel_key(pid, secret));
-  if (it == by_cancel_key_.end()) {
+  ClientConn* client = nullptr;
+  if (pid > 0 && static_cast<size_t>(pid) <= slots_.size()) client = slots_[pid - 1].get();
+  if (client == nullptr || client->cancel_pid() != pid || client->cancel_secret() != secret) {
     spdlog::debug("cancel request with an unknown key: ignored");
     return;
   }
-  ServerConn* server = it->second->server();
+  ServerConn* server = client->server();
   if (server == nullptr || server->backend_pid() == 0) {
-    spdlog::debug("{}: cancel request while no query runs: ignored", it->second->tag());
+    spdlog::debug("{}: cancel request while no query runs: ignored", client->tag());
     return;
   }
-  spdlog::info("{}: forwarding a cancel request to {}", it->second->tag(), server->tag());
+  spdlog::info("{}: forwarding a cancel request to {}", client->tag(), server->tag());
   const uint64_t id = next_id();
   const TlsContext* tls = server->stream().tls() ? server->pool().upstream_tls() : nullptr;
   auto owned = std::make_unique<CancelConn>(*this, id, server->backend_pid(),
@@ -259,10 +260,10 @@ const protocol::ScramSecret& Proxy::scram_secret_for(const std::string& user,
 }
 
 void Proxy::on_client_closed(ClientConn* client) {
-  if (client->cancel_pid() != 0) {
-    by_cancel_key_.erase(cancel_key(client->cancel_pid(), client->cancel_secret()));
-  }
-  clients_.erase(client->id());
+  const uint32_t slot = client->slot();
+  --client_count_;
+  slots_[slot].reset();
+  free_slots_.push_back(slot);
 }
 
 void Proxy::on_server_closed(ServerConn* server) { servers_.erase(server->id()); }

@@ -30,6 +30,11 @@ int Stream::init(uv_loop_t* loop) {
   return rc;
 }
 
+const std::string& Stream::tls_error() const {
+  static const std::string kNone;
+  return tls_error_ ? *tls_error_ : kNone;
+}
+
 void Stream::start_reading() {
   if (reading_ || closing_ || shutting_down_) return;
   if (uv_read_start(uv(), &Stream::on_alloc, &Stream::on_read) == 0) reading_ = true;
@@ -83,9 +88,10 @@ bool Stream::write_lent(Stream& lender) {
       close();
       return true;
     }
-    tls_out_.clear();
-    tls_->take_output(tls_out_);
-    bytes = {reinterpret_cast<const uint8_t*>(tls_out_.data()), tls_out_.size()};
+    if (!tls_out_) tls_out_ = std::make_unique<std::string>();
+    tls_out_->clear();
+    tls_->take_output(*tls_out_);
+    bytes = {reinterpret_cast<const uint8_t*>(tls_out_->data()), tls_out_->size()};
   }
   uv_buf_t buf = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(bytes.data())),
                              static_cast<unsigned>(bytes.size()));
@@ -174,7 +180,7 @@ void Stream::flush_tls_output() {
 }
 
 void Stream::tls_failed(const std::string& message) {
-  tls_error_ = message;
+  tls_error_ = std::make_unique<std::string>(message);
   stop_reading();
   events_.on_eof(*this, UV_EPROTO);
 }

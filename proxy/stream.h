@@ -89,7 +89,7 @@ class Stream {
   bool tls() const { return tls_ != nullptr; }
   TlsSession* tls_session() { return tls_.get(); }
   // Why the last TLS operation failed (on_eof then has status UV_EPROTO).
-  const std::string& tls_error() const { return tls_error_; }
+  const std::string& tls_error() const;
 
   // Closes after every queued write has gone out (or failed).
   void close_after_writes();
@@ -129,8 +129,9 @@ class Stream {
   bool closing_ = false;
   bool shutting_down_ = false;
   std::unique_ptr<TlsSession> tls_;
-  std::string tls_out_;  // Ciphertext of the lent write in flight.
-  std::string tls_error_;
+  // TLS only, so a plaintext connection carries two pointers, not two strings.
+  std::unique_ptr<std::string> tls_out_;  // Ciphertext of the lent write in flight.
+  std::unique_ptr<std::string> tls_error_;
   bool pumping_ = false;
 };
 
