@@ -21,7 +21,21 @@ uint8_t* BlockPool::take() {
   if (free_.empty()) return new uint8_t[block_size_];
   uint8_t* block = free_.back();
   free_.pop_back();
+  if (free_.size() < low_water_) low_water_ = free_.size();
   return block;
+}
+
+size_t BlockPool::trim(size_t floor) {
+  size_t idle = low_water_ < free_.size() ? low_water_ : free_.size();
+  size_t freed = 0;
+  while (idle > 0 && free_.size() > floor) {
+    delete[] free_.back();
+    free_.pop_back();
+    --idle;
+    ++freed;
+  }
+  low_water_ = free_.size();
+  return freed;
 }
 
 void BlockPool::give_back(uint8_t* block) {

@@ -30,6 +30,11 @@ class BlockPool {
   uint8_t* take();
   void give_back(uint8_t* block);
   size_t cached() const { return free_.size(); }
+  // Frees the cached blocks that stayed unused since the previous call,
+  // keeping `floor` of them; returns how many went. Called periodically, so
+  // a burst (thousands of logins, a wave of queued requests) leaves no
+  // lasting memory behind.
+  size_t trim(size_t floor);
   // One block for data that is consumed within a single callback (TLS
   // ciphertext before decryption). Shared by every connection on the loop.
   uint8_t* scratch();
@@ -38,6 +43,7 @@ class BlockPool {
   size_t block_size_;
   size_t max_cached_;
   std::vector<uint8_t*> free_;
+  size_t low_water_ = 0;  // Fewest cached blocks since the last trim.
   uint8_t* scratch_ = nullptr;
 };
 

@@ -91,3 +91,26 @@ TEST_CASE("IntrusiveList: FIFO order, O(1) removal from the middle") {
 
 }  // namespace
 }  // namespace pgmux::proxy
+
+namespace pgmux::proxy {
+namespace {
+
+TEST_CASE("trim frees only blocks that stayed cached through a whole period") {
+  BlockPool pool(64);
+  std::vector<uint8_t*> taken;
+  for (int i = 0; i < 10; ++i) taken.push_back(pool.take());
+  for (uint8_t* block : taken) pool.give_back(block);
+  CHECK(pool.cached() == 10);
+  CHECK(pool.trim(2) == 0);  // They were in use during this period.
+  uint8_t* busy = pool.take();  // One is in use again: 9 stayed cached.
+  CHECK(pool.trim(2) == 7);     // 9 idle, keep 2.
+  CHECK(pool.cached() == 2);
+  pool.give_back(busy);
+  // Two stayed cached all period; above the floor of 2, one of the three goes.
+  CHECK(pool.trim(2) == 1);
+  CHECK(pool.cached() == 2);
+  CHECK(pool.trim(2) == 0);  // Never below the floor.
+}
+
+}  // namespace
+}  // namespace pgmux::proxy

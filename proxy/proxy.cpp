@@ -1,5 +1,7 @@
 #include "proxy/proxy.h"
 
+#include <malloc.h>
+
 #include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
@@ -290,6 +292,8 @@ void Proxy::janitor_tick() {
     client->report_auth_failure();
   }
   for (auto& pool : pools_) pool->tick(t);
+  // Once a second, buffer blocks unused for that long go back to the system.
+  if (++janitor_ticks_ % 10 == 0 && blocks_.trim(kCachedBlocksFloor) > 0) malloc_trim(0);
 }
 
 }  // namespace pgmux::proxy

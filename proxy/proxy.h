@@ -95,6 +95,8 @@ class Proxy {
   config::Config config_;
   uv_loop_t* loop_;
   BlockPool blocks_;
+  static constexpr size_t kCachedBlocksFloor = 16;
+  uint64_t janitor_ticks_ = 0;
   std::mt19937_64 rng_;
   uint64_t last_id_ = 0;
   bool stopping_ = false;
