@@ -2,8 +2,12 @@
 // server connections, session parameters tracked per client, and the
 // session-state guard (pinning, its cap, the refuse policy). Real clients
 // (libpq, pgbench) through pgmux to a real PostgreSQL 15.
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <map>
@@ -14,6 +18,9 @@
 #include <thread>
 #include <vector>
 
+#include "protocol/extended.h"
+#include "protocol/frame.h"
+#include "protocol/messages.h"
 #include "tests/pg_fixture.h"
 #include "tests/pgbench.h"
 #include "tests/proxy_fixture.h"
@@ -383,6 +390,94 @@ TEST_CASE("pinning has a cap, and session_pinning = refuse refuses with 0A000") 
     a.value("set search_path = pg_catalog");
     CHECK(a.value("show search_path") == "pg_catalog");
   }
+}
+
+// A client speaking the wire protocol by hand (trust auth), to send what
+// libpq 15 cannot: a Close of a statement.
+class RawClient {
+ public:
+  explicit RawClient(uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    timeval tv{10, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    protocol::Bytes startup;
+    protocol::append_startup_message(startup, {{"user", kScramUser}, {"database", "app"}});
+    REQUIRE(round_trip(startup).back() == 'Z');
+  }
+  ~RawClient() { ::close(fd_); }
+  RawClient(const RawClient&) = delete;
+  RawClient& operator=(const RawClient&) = delete;
+
+  // Sends `bytes`; returns the types of the messages that come back, up to
+  // and including ReadyForQuery. `sqlstate` gets the first error's code.
+  std::string round_trip(const protocol::Bytes& bytes, std::string* sqlstate = nullptr) {
+    REQUIRE(::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+            static_cast<ssize_t>(bytes.size()));
+    std::string types;
+    for (;;) {
+      protocol::ByteView view(reinterpret_cast<const uint8_t*>(in_.data()), in_.size());
+      protocol::Frame frame = protocol::frame_message(view, 1 << 20);
+      if (frame.status == protocol::FrameStatus::kComplete && frame.whole_in(view)) {
+        if (frame.type == 'E' && sqlstate != nullptr && sqlstate->empty()) {
+          auto fields = protocol::parse_error_response(view.first(frame.size));
+          if (fields) *sqlstate = std::string(fields->sqlstate);
+        }
+        types += frame.type;
+        in_.erase(0, frame.size);
+        if (frame.type == 'Z') return types;
+        continue;
+      }
+      char chunk[4096];
+      const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+      REQUIRE(n > 0);
+      in_.append(chunk, static_cast<size_t>(n));
+    }
+  }
+
+ private:
+  int fd_;
+  std::string in_;
+};
+
+TEST_CASE("Close of a statement: CloseComplete in its place; only the closer's name goes") {
+  config::Config config = small_pool(1);
+  config.auth_type = config::AuthType::kTrust;
+  ProxyRunner proxy(config);
+  RawClient a(proxy.port());
+  Client b(proxy.conninfo());
+  REQUIRE(b.ok());
+  REQUIRE(b.prepare("b_name", "select 'shared text'").status == PGRES_COMMAND_OK);
+
+  protocol::Bytes out;
+  protocol::append_parse(out, "a_name", "select 'shared text'", 0, {});
+  protocol::append_sync(out);
+  CHECK(a.round_trip(out) == "1Z");
+
+  // Bind, Execute, then Close in one pipeline: the CloseComplete pgmux
+  // answers comes after the rows and the CommandComplete.
+  out.clear();
+  protocol::append_bind_header(out, "", "a_name", 6);
+  out.append(std::string("\0\0\0\0\0\0", 6));  // No formats, parameters or result formats.
+  out += 'E';
+  out.append(std::string("\0\0\0\x09\0\0\0\0\0", 9));  // Unnamed portal, no row limit.
+  protocol::append_close(out, 'S', "a_name");
+  protocol::append_sync(out);
+  CHECK(a.round_trip(out) == "2DC3Z");
+
+  // The other client's statement still works on the same server.
+  CHECK(b.run("b_name").value == "shared text");
+  // And the closer's name is gone.
+  out.clear();
+  protocol::append_bind_header(out, "", "a_name", 6);
+  out.append(std::string("\0\0\0\0\0\0", 6));
+  protocol::append_sync(out);
+  std::string code;
+  CHECK(a.round_trip(out, &code) == "EZ");
+  CHECK(code == "26000");
 }
 
 }  // namespace
