@@ -16,7 +16,8 @@ enum class SqlKind {
   kReset,           // RESET name                        (name)
   kResetAll,        // RESET ALL
   kSetUntrackable,  // SET ... that cannot be tracked: SET SESSION AUTHORIZATION,
-                    // SET ROLE, SET TRANSACTION..., SET name FROM CURRENT
+                    // SET ROLE, SET name FROM CURRENT (SET TRANSACTION and SET
+                    // CONSTRAINTS end with the transaction: not reported)
   kPrepare,         // PREPARE name [(types)] AS body    (name, body)
   kExecute,         // EXECUTE name [(args)]             (name)
   kDeallocate,      // DEALLOCATE [PREPARE] name         (name)
