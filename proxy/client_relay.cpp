@@ -1,0 +1,500 @@
+// ClientConn while it holds a server (kActive): the relay of its messages,
+// and the extended-protocol rewriting that virtualises named prepared
+// statements and tracks session state. The rest of ClientConn (login,
+// idle, lifecycle) is in client_conn.cpp.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <array>
+#include <optional>
+
+#include "protocol/extended.h"
+#include "protocol/frame.h"
+#include "protocol/messages.h"
+#include "protocol/sql_scan.h"
+#include "protocol/sqlstate.h"
+#include "proxy/client_conn.h"
+#include "proxy/pool.h"
+#include "proxy/proxy.h"
+#include "proxy/relay.h"
+#include "proxy/server_conn.h"
+
+namespace pgmux::proxy {
+namespace sqlstate = protocol::sqlstate;
+using protocol::FrameStatus;
+
+bool ClientConn::answer_without_server() {
+  // A request made only of Parse (of statements some server has accepted
+  // before) and Close (statement) messages, then Sync, changes nothing on
+  // any server: pgmux answers it alone. That is what a driver's prepare
+  // call sends, and answering it without a server means a client thread
+  // blocked in a synchronous prepare cannot wait on servers that other
+  // clients of the same thread hold (pgbench -M prepared does this).
+  Buffer& in = stream_.input();
+  const protocol::ByteView bytes = in.unparsed();
+  const uint32_t max_size = proxy_.config().max_message_size;
+  constexpr int kMaxMessages = 16;
+  std::array<std::string_view, kMaxMessages> names{};
+  int count = 0;
+  size_t end = 0;
+  for (size_t offset = 0;; ++count) {
+    if (count == kMaxMessages) return false;
+    const protocol::ByteView rest = bytes.subspan(offset);
+    const protocol::Frame frame = protocol::frame_message(rest, max_size);
+    if (frame.status != FrameStatus::kComplete || !frame.whole_in(rest)) return false;
+    const protocol::ByteView message = rest.first(frame.size);
+    if (frame.type == 'S') {
+      end = offset + frame.size;
+      break;
+    }
+    if (frame.type == 'P') {
+      auto parse = protocol::parse_parse(message);
+      if (!parse || parse->name.empty()) return false;
+      Statement* known =
+          pool_->statements().find(parse->query, parse->param_count, parse->param_types);
+      if (known == nullptr || !known->valid) return false;
+      if (statements_ && statements_->find(parse->name) != nullptr) return false;  // 42P05.
+      for (int i = 0; i < count; ++i) {
+        if (names[i] == parse->name) return false;
+      }
+      names[count] = parse->name;
+    } else if (frame.type == 'C') {
+      auto target = protocol::parse_close(message);
+      if (!target || target->kind != 'S') return false;
+    } else {
+      return false;
+    }
+    offset += frame.size;
+  }
+  protocol::Bytes& out = proxy_.scratch();
+  out.clear();
+  for (size_t offset = 0; offset < end;) {
+    const protocol::ByteView rest = bytes.subspan(offset);
+    const protocol::Frame frame = protocol::frame_message(rest, max_size);
+    const protocol::ByteView message = rest.first(frame.size);
+    if (frame.type == 'P') {
+      auto parse = protocol::parse_parse(message);
+      statements().add(parse->name, pool_->statements().acquire(parse->query, parse->param_count,
+                                                                 parse->param_types));
+      protocol::append_parse_complete(out);
+    } else if (frame.type == 'C') {
+      auto target = protocol::parse_close(message);
+      if (statements_ && !target->name.empty()) statements_->remove(target->name);
+      protocol::append_close_complete(out);
+    }
+    offset += frame.size;
+  }
+  protocol::append_ready_for_query(out, 'I');
+  in.consume(end);
+  stream_.write_owned(out);
+  return true;
+}
+
+void ClientConn::process_active() {
+  if (stream_.lending()) return;  // Resumed in on_lent_write_done.
+  Buffer& in = stream_.input();
+  mark_messages(in, message_left_, proxy_.config().max_message_size,
+                [this](const protocol::Frame& frame, protocol::ByteView bytes) {
+                  if (frame.status == FrameStatus::kInvalid) {
+                    fail(sqlstate::kProtocolViolation, "invalid message length from the client");
+                    return Step::kStop;
+                  }
+                  switch (frame.type) {
+                    case 'X':
+                      // Terminate is for pgmux, not for a shared server.
+                      // Anything decided but unsent stays unsent; the server
+                      // then counts as dirty and is closed rather than reused.
+                      close();
+                      return Step::kStop;
+                    case 'Q':
+                      return on_query(frame, bytes);
+                    case 'P':
+                      return on_parse(frame, bytes);
+                    case 'B':
+                      return on_bind(frame, bytes);
+                    case 'D':
+                    case 'C':
+                      return on_describe_or_close(frame, bytes);
+                    default:
+                      server_->note_client_message(frame.type);
+                      return forward(frame, bytes);
+                  }
+                });
+  if (state_ == State::kActive) {
+    flush_assembly();
+    flush_to_server();
+  }
+}
+
+protocol::Bytes& ClientConn::assembly() {
+  // REQUIRES: nothing decided and unsent (drain_to_server() returned true).
+  protocol::Bytes& out = proxy_.assembly();
+  if (!assembling_) {
+    out.clear();
+    assembling_ = true;
+  }
+  return out;
+}
+
+Step ClientConn::forward(const protocol::Frame& frame, protocol::ByteView bytes) {
+  if (!assembling_) return Step::kForward;
+  if (frame.whole_in(bytes)) {
+    // After a rewritten message, the rest of the batch joins it in one
+    // write rather than a second system call.
+    proxy_.assembly().append(reinterpret_cast<const char*>(bytes.data()), frame.size);
+    stream_.input().consume(frame.size);
+    return Step::kHandled;
+  }
+  flush_assembly();
+  return Step::kForward;
+}
+
+void ClientConn::flush_assembly() {
+  if (!assembling_) return;
+  assembling_ = false;
+  server_->stream().write_owned(proxy_.assembly());
+}
+
+namespace {
+
+// What a refused session-level statement becomes: the server raises the
+// error at the statement's place in the client's pipeline, so everything
+// around it behaves as after any other error. Constant text only.
+constexpr std::string_view kRefusedByPolicy =
+    "DO $pgmux$BEGIN RAISE EXCEPTION 'pgmux refuses session-level statements in transaction "
+    "mode (LISTEN, session SET it cannot track, temporary tables, session advisory locks, WITH "
+    "HOLD cursors, SQL PREPARE, LOAD)' USING ERRCODE = '0A000', HINT = 'session_pinning is "
+    "refuse; use transaction-scoped forms (SET LOCAL, pg_advisory_xact_lock, ON COMMIT DROP) or "
+    "connect to the database directly'; END$pgmux$";
+constexpr std::string_view kRefusedAtCap =
+    "DO $pgmux$BEGIN RAISE EXCEPTION 'pgmux cannot pin another client to a server connection: "
+    "max_pinned_server_connections are pinned already' USING ERRCODE = '0A000', HINT = 'this "
+    "statement keeps session state (LISTEN, temporary table, session advisory lock, WITH HOLD, "
+    "SQL PREPARE, SET ROLE); use a transaction-scoped form, or raise "
+    "max_pinned_server_connections'; END$pgmux$";
+
+std::string_view message_text(protocol::ByteView bytes, size_t from, size_t to) {
+  return {reinterpret_cast<const char*>(bytes.data()) + from, to - from};
+}
+
+}  // namespace
+
+bool ClientConn::drain_to_server() {
+  Buffer& in = stream_.input();
+  if (in.pending().empty()) return true;
+  if (server_->stream().write_lent(stream_)) {
+    in.mark_sent();
+    return true;
+  }
+  stream_.stop_reading();  // Resumed in on_lent_write_done.
+  return false;
+}
+
+ClientStatements& ClientConn::statements() {
+  if (!statements_) statements_ = std::make_unique<ClientStatements>(pool_->statements());
+  return *statements_;
+}
+
+void ClientConn::forget_statement(const Statement* statement) {
+  if (statements_) statements_->forget(statement);
+}
+
+Step ClientConn::on_query(const protocol::Frame& frame, protocol::ByteView bytes) {
+  Buffer& in = stream_.input();
+  // Session-state statements are looked for in whole messages only (a
+  // cheap keyword pre-check first). A Query longer than a buffer block is
+  // streamed through unread.
+  if (frame.size <= in.capacity()) {
+    if (!frame.whole_in(bytes)) return Step::kStop;
+    const std::string_view sql = message_text(bytes, protocol::kMessageHeaderSize, frame.size - 1);
+    if (protocol::may_change_session(sql)) {
+      // Inspecting has effects; from here the message is handled this call.
+      if (!drain_to_server()) return Step::kStop;
+      Statement* statement = nullptr;
+      const SqlAction action = inspect_sql(sql, /*named_parse=*/false, &statement);
+      if (action != SqlAction::kForward) {
+        protocol::Bytes& out = assembly();
+        if (action == SqlAction::kDeallocate) {
+          // The client's name goes; the server statement goes from this
+          // server only (other clients may use it elsewhere).
+          prepare_on_server(statement);
+          protocol::append_query(out, "DEALLOCATE " + statement->server_name);
+          server_->statements().erase(statement);
+          statements().forget(statement);
+        } else {
+          protocol::append_query(out, pinned_ || proxy_.config().session_pinning ==
+                                                      config::SessionPinning::kRefuse
+                                          ? kRefusedByPolicy
+                                          : kRefusedAtCap);
+        }
+        in.consume(frame.size);
+        server_->note_client_message('Q');
+        return Step::kHandled;
+      }
+    }
+  }
+  server_->note_client_message('Q');
+  return forward(frame, bytes);
+}
+
+Step ClientConn::on_parse(const protocol::Frame& frame, protocol::ByteView bytes) {
+  Buffer& in = stream_.input();
+  if (frame.size > in.capacity()) {
+    // Too long to read whole: streamed through as it is. A named one
+    // cannot be shared, so it is refused.
+    if (bytes.size() > 5 && bytes[5] != 0) {
+      fail(sqlstate::kProgramLimitExceeded,
+           "pgmux cannot virtualise a named prepared statement longer than " +
+               std::to_string(in.capacity()) + " bytes",
+           "use an unnamed statement for very long queries");
+      return Step::kStop;
+    }
+    server_->note_client_message('P');
+    return forward(frame, bytes);
+  }
+  if (!frame.whole_in(bytes)) return Step::kStop;
+  auto parse = protocol::parse_parse(bytes.first(frame.size));
+  if (!parse) {
+    fail(sqlstate::kProtocolViolation, parse.error().message);
+    return Step::kStop;
+  }
+  const bool session_sql = protocol::may_change_session(parse->query);
+  if (parse->name.empty() && !session_sql) {
+    server_->note_client_message('P');
+    return forward(frame, bytes);
+  }
+  // From here the message is rewritten, answered or inspected (which has
+  // effects), so everything before it goes out first.
+  if (!drain_to_server()) return Step::kStop;
+  std::string_view query = parse->query;
+  Statement* deallocated = nullptr;
+  SqlAction action = SqlAction::kForward;
+  if (session_sql) action = inspect_sql(query, !parse->name.empty(), &deallocated);
+  protocol::Bytes& out = assembly();
+  if (action == SqlAction::kRefuse) {
+    query = pinned_ || proxy_.config().session_pinning == config::SessionPinning::kRefuse
+                ? kRefusedByPolicy
+                : kRefusedAtCap;
+  }
+  if (parse->name.empty()) {
+    if (action == SqlAction::kForward) {
+      server_->note_client_message('P');
+      return forward(frame, bytes);
+    }
+    std::string text;
+    if (action == SqlAction::kDeallocate) {
+      prepare_on_server(deallocated);
+      text = "DEALLOCATE " + deallocated->server_name;
+      query = text;
+      server_->statements().erase(deallocated);
+      statements().forget(deallocated);
+    }
+    protocol::append_parse(out, "", query, 0, {});
+    in.consume(frame.size);
+    server_->note_client_message('P');
+    return Step::kHandled;
+  }
+
+  ClientStatements& names = statements();
+  if (Statement* existing = names.find(parse->name)) {
+    // PostgreSQL refuses a name in use (42P05); let the server say so, in
+    // its place in the pipeline, by preparing the same name twice.
+    prepare_on_server(existing);
+    protocol::append_parse(out, existing->server_name, query, parse->param_count,
+                           parse->param_types);
+    in.consume(frame.size);
+    server_->note_client_message('P');
+    return Step::kHandled;
+  }
+  Statement* statement =
+      pool_->statements().acquire(query, parse->param_count, parse->param_types);
+  names.add(parse->name, statement);
+  in.consume(frame.size);
+  if (server_->statements().touch(statement)) {
+    // Already prepared on this server: pgmux answers for it.
+    server_->expect(Pending{'P', Reply::kFake, '1', true, statement});
+    return Step::kHandled;
+  }
+  Statement* evicted = server_->statements().insert(statement);
+  if (evicted != nullptr) protocol::append_close(out, 'S', evicted->server_name);
+  protocol::append_parse(out, statement->server_name, statement->query, statement->param_count,
+                         parse->param_types);
+  if (evicted != nullptr) server_->expect(Pending{'C', Reply::kSwallow, 0, false, evicted});
+  server_->expect(Pending{'P', Reply::kForward, 0, true, statement});
+  return Step::kHandled;
+}
+
+void ClientConn::prepare_on_server(Statement* statement) {
+  if (server_->statements().touch(statement)) return;
+  protocol::Bytes& out = assembly();
+  Statement* evicted = server_->statements().insert(statement);
+  if (evicted != nullptr) protocol::append_close(out, 'S', evicted->server_name);
+  protocol::append_parse(
+      out, statement->server_name, statement->query, statement->param_count,
+      {reinterpret_cast<const uint8_t*>(statement->param_types.data()),
+       statement->param_types.size()});
+  if (evicted != nullptr) server_->expect(Pending{'C', Reply::kSwallow, 0, false, evicted});
+  server_->expect(Pending{'P', Reply::kSwallow, 0, false, statement});
+}
+
+Step ClientConn::on_bind(const protocol::Frame& frame, protocol::ByteView bytes) {
+  Buffer& in = stream_.input();
+  if (!protocol::bind_header_complete(bytes)) {
+    if (bytes.size() >= in.capacity() || bytes.size() >= frame.size) {
+      fail(sqlstate::kProtocolViolation, "invalid Bind message");
+      return Step::kStop;
+    }
+    return Step::kStop;
+  }
+  auto header = protocol::parse_bind_header(bytes);
+  if (!header) {
+    fail(sqlstate::kProtocolViolation, header.error().message);
+    return Step::kStop;
+  }
+  Statement* statement =
+      header->statement.empty() || !statements_ ? nullptr : statements_->find(header->statement);
+  if (statement == nullptr) {
+    server_->note_client_message('B');
+    return forward(frame, bytes);
+  }
+  if (!drain_to_server()) return Step::kStop;
+  prepare_on_server(statement);
+  protocol::Bytes& out = assembly();
+  const size_t rest = frame.size - header->rest_offset;
+  protocol::append_bind_header(out, header->portal, statement->server_name, rest);
+  in.consume(header->rest_offset);
+  server_->note_client_message('B');
+  if (rest <= in.unparsed().size()) {
+    out.append(reinterpret_cast<const char*>(in.unparsed().data()), rest);
+    in.consume(rest);
+    return Step::kHandled;
+  }
+  // Large parameters follow as they are, streamed.
+  flush_assembly();
+  const size_t take = std::min(rest, in.unparsed().size());
+  in.mark_parsed(take);
+  message_left_ = rest - take;
+  return Step::kHandled;
+}
+
+Step ClientConn::on_describe_or_close(const protocol::Frame& frame, protocol::ByteView bytes) {
+  Buffer& in = stream_.input();
+  const char type = frame.type;
+  if (frame.size > in.capacity()) {
+    fail(sqlstate::kProtocolViolation, "invalid Describe or Close message");
+    return Step::kStop;
+  }
+  if (!frame.whole_in(bytes)) return Step::kStop;
+  auto target = type == 'D' ? protocol::parse_describe(bytes.first(frame.size))
+                            : protocol::parse_close(bytes.first(frame.size));
+  if (!target) {
+    fail(sqlstate::kProtocolViolation, target.error().message);
+    return Step::kStop;
+  }
+  Statement* statement = target->kind != 'S' || target->name.empty() || !statements_
+                             ? nullptr
+                             : statements_->find(target->name);
+  if (statement == nullptr) {
+    server_->note_client_message(type);
+    return forward(frame, bytes);
+  }
+  if (!drain_to_server()) return Step::kStop;
+  if (type == 'C') {
+    // Only the client's name goes; the server keeps the statement for
+    // whoever else uses it. pgmux answers CloseComplete itself.
+    statements_->remove(target->name);
+    in.consume(frame.size);
+    server_->expect(Pending{'C', Reply::kFake, '3'});
+    return Step::kHandled;
+  }
+  prepare_on_server(statement);
+  protocol::Bytes& out = assembly();
+  protocol::append_describe(out, 'S', statement->server_name);
+  in.consume(frame.size);
+  server_->note_client_message('D');
+  return Step::kHandled;
+}
+
+ClientConn::SqlAction ClientConn::inspect_sql(std::string_view sql, bool named_parse,
+                                              Statement** statement) {
+  const std::vector<protocol::SqlStatement> found = protocol::scan_sql(sql);
+  bool needs_pin = false;
+  for (const protocol::SqlStatement& s : found) {
+    switch (s.kind) {
+      case protocol::SqlKind::kSet:
+      case protocol::SqlKind::kSetDefault:
+      case protocol::SqlKind::kReset: {
+        std::optional<std::string> name = normalise_param_name(s.name);
+        // Reported parameters are tracked from the server's ParameterStatus.
+        if (name && pool_->reports(*name)) break;
+        if (!name || named_parse) {
+          needs_pin = true;
+          break;
+        }
+        server_->note_untracked_set(*name, s.value, s.kind != protocol::SqlKind::kSet);
+        break;
+      }
+      case protocol::SqlKind::kResetAll:
+        server_->note_reset_all();
+        break;
+      case protocol::SqlKind::kDiscardAll:
+        // Resets the session and deallocates every statement on the server.
+        server_->note_reset_all();
+        server_->statements().clear();
+        if (statements_) statements_->clear();
+        unpin();
+        break;
+      case protocol::SqlKind::kDeallocateAll:
+        server_->statements().clear();
+        if (statements_) statements_->clear();
+        break;
+      case protocol::SqlKind::kDeallocate: {
+        Statement* mine = statements_ ? statements_->find(s.name) : nullptr;
+        if (mine != nullptr && found.size() == 1) {
+          *statement = mine;
+          return SqlAction::kDeallocate;
+        }
+        break;
+      }
+      case protocol::SqlKind::kExecute:
+      case protocol::SqlKind::kDiscardOther:
+      case protocol::SqlKind::kUnlisten:
+        break;
+      default:
+        needs_pin = true;
+        break;
+    }
+  }
+  if (!needs_pin || pinned_) return SqlAction::kForward;
+  const config::Config& config = proxy_.config();
+  if (config.session_pinning == config::SessionPinning::kRefuse) {
+    spdlog::info("{}: refused a session-level statement (session_pinning = refuse)", tag_);
+    return SqlAction::kRefuse;
+  }
+  if (pool_->upstream().pinned() >= config.effective_max_pinned()) {
+    spdlog::warn("{}: refused a session-level statement: {} clients are pinned already "
+                 "(max_pinned_server_connections)",
+                 tag_, pool_->upstream().pinned());
+    return SqlAction::kRefuse;
+  }
+  pin();
+  return SqlAction::kForward;
+}
+
+void ClientConn::pin() {
+  if (pinned_) return;
+  pinned_ = true;
+  pool_->upstream().on_pinned();
+  spdlog::warn("{}: session-level statement in transaction mode: pinned to {} until it "
+               "disconnects or runs DISCARD ALL ({} pinned)",
+               tag_, server_->tag(), pool_->upstream().pinned());
+}
+
+void ClientConn::unpin() {
+  if (!pinned_) return;
+  pinned_ = false;
+  pool_->upstream().on_unpinned();
+  spdlog::info("{}: DISCARD ALL: unpinned from its server", tag_);
+}
+
+}  // namespace pgmux::proxy
