@@ -32,8 +32,8 @@ struct Pending {
   char fake = 0;     // kFake: '1' ParseComplete or '3' CloseComplete.
   bool client_parse = false;  // 'P' from the client: its name goes if the Parse fails.
   // 'P': the statement being prepared (to forget if the Parse fails).
-  // 'C' with kSwallow: a statement being closed to make room; the entry owns
-  // one reference (to record it again if the server skips the Close).
+  // 'C' with kSwallow: a statement being closed to make room (to record it
+  // again if the server skips the Close). The entry owns one reference.
   Statement* statement = nullptr;
 };
 

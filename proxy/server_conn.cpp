@@ -30,12 +30,10 @@ ServerConn::ServerConn(Proxy& proxy, Pool& pool, uint64_t id)
       statements_(pool.statements(), proxy.config().max_prepared_statements) {}
 
 ServerConn::~ServerConn() {
-  // Close entries own a reference to the statement they evicted.
+  // Entries own a reference to their statement.
   while (!pending_.empty()) {
     const Pending entry = pending_.pop();
-    if (entry.request == 'C' && entry.reply == Reply::kSwallow && entry.statement != nullptr) {
-      pool_.statements().release(entry.statement);
-    }
+    if (entry.statement != nullptr) pool_.statements().release(entry.statement);
   }
 }
 
@@ -424,6 +422,10 @@ void ServerConn::detach() {
 void ServerConn::note_client_message(char type) { expect(Pending{type}); }
 
 void ServerConn::expect(const Pending& entry) {
+  // A Parse entry holds a reference, so its statement outlives a DEALLOCATE
+  // or DISCARD ALL that comes before the answer (a Close entry already owns
+  // the reference of the statement it evicts).
+  if (entry.request == 'P' && entry.statement != nullptr) StatementRegistry::add_ref(entry.statement);
   switch (entry.reply) {
     case Reply::kForward:
       switch (entry.request) {
@@ -540,6 +542,7 @@ bool ServerConn::drain_to_client() {
 void ServerConn::answer_fakes() {
   while (!pending_.empty() && pending_.front().reply == Reply::kFake) {
     const Pending entry = pending_.pop();
+    finish(entry);
     if (client_ == nullptr) continue;
     scratch_.clear();
     if (entry.fake == '1') {
@@ -559,15 +562,10 @@ void ServerConn::undo(const Pending& entry) {
     if (entry.reply != Reply::kFake) statements_.erase(entry.statement);
     if (entry.client_parse && client_ != nullptr) client_->forget_statement(entry.statement);
   } else if (entry.request == 'C' && entry.reply == Reply::kSwallow) {
-    // The Close pgmux sent to make room was skipped: still prepared.
-    Statement* statement = entry.statement;
-    Statement* evicted = statements_.contains(statement) ? nullptr : statements_.insert(statement);
-    pool_.statements().release(statement);
-    if (evicted != nullptr) {
-      // Over capacity by one until the next eviction; keep it recorded.
-      (void)statements_.insert(evicted);
-      pool_.statements().release(evicted);
-    }
+    // The Close pgmux sent to make room was skipped: still prepared (over
+    // capacity by one until the next eviction). finish() drops the entry's
+    // own reference.
+    statements_.restore(entry.statement);
   }
 }
 
@@ -576,9 +574,7 @@ void ServerConn::finish(const Pending& entry) {
       statements_.contains(entry.statement)) {
     entry.statement->valid = true;
   }
-  if (entry.request == 'C' && entry.reply == Reply::kSwallow && entry.statement != nullptr) {
-    pool_.statements().release(entry.statement);
-  }
+  if (entry.statement != nullptr) pool_.statements().release(entry.statement);
 }
 
 void ServerConn::skip_to_sync() {

@@ -105,6 +105,13 @@ Statement* ServerStatements::insert(Statement* statement) {
   return evicted;
 }
 
+void ServerStatements::restore(Statement* statement) {
+  if (contains(statement)) return;
+  StatementRegistry::add_ref(statement);
+  order_.push_front(statement);
+  where_.emplace(statement, order_.begin());
+}
+
 void ServerStatements::erase(Statement* statement) {
   auto found = where_.find(statement);
   if (found == where_.end()) return;

@@ -107,6 +107,9 @@ class ServerStatements {
   // recorded, whose reference passes to the caller (who closes it on the
   // server and then releases it); else nullptr.
   [[nodiscard]] Statement* insert(Statement* statement);
+  // Records `statement` again without evicting anything (a Close that
+  // made room was skipped by the server); adds a reference if absent.
+  void restore(Statement* statement);
   // Forgets `statement` (its Parse failed or it was deallocated); releases
   // the reference. No-op if absent.
   void erase(Statement* statement);

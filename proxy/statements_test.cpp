@@ -69,6 +69,12 @@ TEST_CASE("a server's statements are an LRU that hands back what it evicts") {
   CHECK(server.contains(s[0]));
   CHECK(server.contains(s[2]));
   CHECK(server.insert(s[2]) == nullptr);  // Already there: only touched.
+  server.restore(s[1]);  // Back without evicting: over capacity by one.
+  CHECK(server.size() == 3);
+  CHECK(s[1]->refs == 2);
+  server.restore(s[1]);  // Already there: no second reference.
+  CHECK(s[1]->refs == 2);
+  server.erase(s[1]);
   server.erase(s[0]);
   CHECK(server.size() == 1);
   CHECK(s[0]->refs == 1);

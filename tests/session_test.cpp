@@ -277,6 +277,39 @@ TEST_CASE("more statements than max_prepared_statements rotate through each serv
   }
 }
 
+TEST_CASE("a Close made to make room and skipped after an error leaves the statement recorded") {
+  config::Config config = small_pool(1);
+  config.max_prepared_statements = 1;
+  ProxyRunner proxy(config);
+  Client c(proxy.conninfo());
+  REQUIRE(c.ok());
+  REQUIRE(c.prepare("a", "select 'a'").status == PGRES_COMMAND_OK);
+  REQUIRE(c.prepare("b", "select 'b'").status == PGRES_COMMAND_OK);  // Evicts a.
+  PGconn* conn = c.raw();
+  REQUIRE(PQenterPipelineMode(conn) == 1);
+  // The first Bind fails, so the server skips the Close of b and the Parse
+  // of a that pgmux puts before the second.
+  REQUIRE(PQsendQueryPrepared(conn, "missing", 0, nullptr, nullptr, nullptr, 0) == 1);
+  REQUIRE(PQsendQueryPrepared(conn, "a", 0, nullptr, nullptr, nullptr, 0) == 1);
+  REQUIRE(PQpipelineSync(conn) == 1);
+  std::vector<std::string> codes;
+  const std::vector<ExecStatusType> got = pipeline_results(conn, 1, &codes);
+  CHECK(got == std::vector<ExecStatusType>{PGRES_FATAL_ERROR, PGRES_PIPELINE_ABORTED,
+                                           PGRES_PIPELINE_SYNC});
+  REQUIRE(PQexitPipelineMode(conn) == 1);
+  // b is still prepared on the server and a is not: both work.
+  for (int i = 0; i < 3; ++i) {
+    CHECK(c.run("b").value == "b");
+    CHECK(c.run("a").value == "a");
+  }
+  // The statements' references stayed right: dropping the names and using
+  // others leaves nothing dangling (the sanitizer build would say).
+  c.value("deallocate b");
+  c.value("deallocate a");
+  REQUIRE(c.prepare("z", "select 'z'").status == PGRES_COMMAND_OK);
+  CHECK(c.run("z").value == "z");
+}
+
 TEST_CASE("session parameters follow their client across 50 interleaved clients") {
   session_pg().exec("create schema if not exists setter_schema authorization app_scram", "app");
   ProxyRunner proxy(small_pool(3));
