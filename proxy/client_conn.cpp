@@ -469,15 +469,11 @@ void ClientConn::attach(ServerConn* server) {
   process_active();
 }
 
+bool ClientConn::drain_to_server() { return drain(stream_, server_->stream()); }
+
 void ClientConn::flush_to_server() {
-  if (stream_.lending()) return;  // A drain is in flight; resumed when it is done.
-  Buffer& in = stream_.input();
-  if (in.pending().empty()) return;
-  if (server_->stream().write_lent(stream_)) {
-    in.mark_sent();
-  } else {
-    stream_.stop_reading();  // Backpressure: resume in on_lent_write_done.
-  }
+  // While a write is in flight, on_lent_write_done resumes.
+  if (!stream_.lending()) drain_to_server();
 }
 
 void ClientConn::on_lent_write_done(Stream& /*lender*/) {

@@ -146,6 +146,9 @@ class ClientConn final : public PoolLink, public LoginLink, private StreamEvents
   Step on_describe_or_close(const protocol::Frame& frame, protocol::ByteView bytes);
   // Sends the server what it needs so that `statement` is prepared there.
   void prepare_on_server(Statement* statement);
+  // Drops the client's name for `statement` and the statement from its
+  // server; returns the DEALLOCATE to send there in place of the client's.
+  std::string deallocate_on_server(Statement* statement);
   // What a Query or Parse with session-state statements turns into.
   enum class SqlAction { kForward, kRefuse, kDeallocate };
   // Looks for session-state statements in a Query or Parse: tracks SET,

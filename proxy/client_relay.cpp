@@ -173,22 +173,18 @@ constexpr std::string_view kRefusedAtCap =
     "SQL PREPARE, SET ROLE); use a transaction-scoped form, or raise "
     "max_pinned_server_connections'; END$pgmux$";
 
+// The statement that replaces a refused one: by policy, or because the
+// pin cap is reached.
+std::string_view refusal_sql(const config::Config& config) {
+  return config.session_pinning == config::SessionPinning::kRefuse ? kRefusedByPolicy
+                                                                   : kRefusedAtCap;
+}
+
 std::string_view message_text(protocol::ByteView bytes, size_t from, size_t to) {
   return {reinterpret_cast<const char*>(bytes.data()) + from, to - from};
 }
 
 }  // namespace
-
-bool ClientConn::drain_to_server() {
-  Buffer& in = stream_.input();
-  if (in.pending().empty()) return true;
-  if (server_->stream().write_lent(stream_)) {
-    in.mark_sent();
-    return true;
-  }
-  stream_.stop_reading();  // Resumed in on_lent_write_done.
-  return false;
-}
 
 ClientStatements& ClientConn::statements() {
   if (!statements_) statements_ = std::make_unique<ClientStatements>(pool_->statements());
@@ -214,19 +210,9 @@ Step ClientConn::on_query(const protocol::Frame& frame, protocol::ByteView bytes
       const SqlAction action = inspect_sql(sql, /*named_parse=*/false, &statement);
       if (action != SqlAction::kForward) {
         protocol::Bytes& out = assembly();
-        if (action == SqlAction::kDeallocate) {
-          // The client's name goes; the server statement goes from this
-          // server only (other clients may use it elsewhere).
-          prepare_on_server(statement);
-          protocol::append_query(out, "DEALLOCATE " + statement->server_name);
-          server_->statements().erase(statement);
-          statements().forget(statement);
-        } else {
-          protocol::append_query(out, pinned_ || proxy_.config().session_pinning ==
-                                                      config::SessionPinning::kRefuse
-                                          ? kRefusedByPolicy
-                                          : kRefusedAtCap);
-        }
+        protocol::append_query(out, action == SqlAction::kDeallocate
+                                        ? deallocate_on_server(statement)
+                                        : std::string(refusal_sql(proxy_.config())));
         in.consume(frame.size);
         server_->note_client_message('Q');
         return Step::kHandled;
@@ -271,11 +257,7 @@ Step ClientConn::on_parse(const protocol::Frame& frame, protocol::ByteView bytes
   SqlAction action = SqlAction::kForward;
   if (session_sql) action = inspect_sql(query, !parse->name.empty(), &deallocated);
   protocol::Bytes& out = assembly();
-  if (action == SqlAction::kRefuse) {
-    query = pinned_ || proxy_.config().session_pinning == config::SessionPinning::kRefuse
-                ? kRefusedByPolicy
-                : kRefusedAtCap;
-  }
+  if (action == SqlAction::kRefuse) query = refusal_sql(proxy_.config());
   if (parse->name.empty()) {
     if (action == SqlAction::kForward) {
       server_->note_client_message('P');
@@ -283,11 +265,8 @@ Step ClientConn::on_parse(const protocol::Frame& frame, protocol::ByteView bytes
     }
     std::string text;
     if (action == SqlAction::kDeallocate) {
-      prepare_on_server(deallocated);
-      text = "DEALLOCATE " + deallocated->server_name;
+      text = deallocate_on_server(deallocated);
       query = text;
-      server_->statements().erase(deallocated);
-      statements().forget(deallocated);
     }
     protocol::append_parse(out, "", query, 0, {});
     in.consume(frame.size);
@@ -322,6 +301,17 @@ Step ClientConn::on_parse(const protocol::Frame& frame, protocol::ByteView bytes
   if (evicted != nullptr) server_->expect(Pending{'C', Reply::kSwallow, 0, false, evicted});
   server_->expect(Pending{'P', Reply::kForward, 0, true, statement});
   return Step::kHandled;
+}
+
+std::string ClientConn::deallocate_on_server(Statement* statement) {
+  // The client's name goes; the server statement goes from this server
+  // only (other clients may use it elsewhere). It must exist there for the
+  // DEALLOCATE to succeed.
+  prepare_on_server(statement);
+  std::string sql = "DEALLOCATE " + statement->server_name;
+  server_->statements().erase(statement);
+  statements().forget(statement);
+  return sql;
 }
 
 void ClientConn::prepare_on_server(Statement* statement) {

@@ -9,6 +9,7 @@
 
 #include "protocol/frame.h"
 #include "proxy/buffer.h"
+#include "proxy/stream.h"
 
 namespace pgmux::proxy {
 
@@ -48,6 +49,21 @@ void mark_messages(Buffer& in, uint64_t& message_left, uint32_t max_size, OnHead
         return;
     }
   }
+}
+
+// Writes `from`'s decided bytes (its input's pending()) to `to`, in order
+// after anything already queued there. True when nothing is left to send;
+// false while the write is in flight, and `from` stops reading until its
+// StreamEvents::on_lent_write_done(). REQUIRES: !from.lending().
+inline bool drain(Stream& from, Stream& to) {
+  Buffer& in = from.input();
+  if (in.pending().empty()) return true;
+  if (to.write_lent(from)) {
+    in.mark_sent();
+    return true;
+  }
+  from.stop_reading();
+  return false;
 }
 
 }  // namespace pgmux::proxy

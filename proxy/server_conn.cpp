@@ -528,16 +528,7 @@ void ServerConn::on_parameter_status(protocol::ByteView message) {
   if (client_ != nullptr) record(client_->overrides());
 }
 
-bool ServerConn::drain_to_client() {
-  Buffer& in = stream_.input();
-  if (in.pending().empty()) return true;
-  if (client_->stream().write_lent(stream_)) {
-    in.mark_sent();
-    return true;
-  }
-  stream_.stop_reading();  // Resumed in on_lent_write_done.
-  return false;
-}
+bool ServerConn::drain_to_client() { return drain(stream_, client_->stream()); }
 
 void ServerConn::answer_fakes() {
   while (!pending_.empty() && pending_.front().reply == Reply::kFake) {
@@ -709,17 +700,8 @@ void ServerConn::process_active() {
 }
 
 void ServerConn::flush_to_client() {
-  if (stream_.lending()) return;  // A drain is in flight; resumed when it is done.
-  Buffer& in = stream_.input();
-  if (!in.pending().empty()) {
-    if (client_->stream().write_lent(stream_)) {
-      in.mark_sent();
-    } else {
-      stream_.stop_reading();  // Backpressure: resume in on_lent_write_done.
-      return;
-    }
-  }
-  maybe_release();
+  // While a write is in flight, on_lent_write_done resumes.
+  if (!stream_.lending() && drain_to_client()) maybe_release();
 }
 
 void ServerConn::maybe_release() {
