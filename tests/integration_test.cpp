@@ -186,9 +186,7 @@ TEST_CASE("500 clients on an upstream with 17 usable connections: zero errors") 
 }
 
 TEST_CASE("queue deadline: a waiting client gets 53300 on time and can retry") {
-  config::Config config = make_config(shared_pg());
-  config.max_server_connections = 2;
-  config.min_server_connections = 0;
+  config::Config config = make_small_config(shared_pg(), 2);
   config.query_wait_timeout = std::chrono::seconds(2);
   ProxyRunner proxy(config);
   Conn holder1(proxy.conninfo());
@@ -222,9 +220,7 @@ TEST_CASE("queue deadline: a waiting client gets 53300 on time and can retry") {
 }
 
 TEST_CASE("a client killed inside a transaction leaves nothing behind") {
-  config::Config config = make_config(shared_pg());
-  config.max_server_connections = 1;
-  config.min_server_connections = 0;
+  config::Config config = make_small_config(shared_pg(), 1);
   ProxyRunner proxy(config);
   {
     Conn setup(proxy.conninfo());
@@ -520,9 +516,7 @@ namespace pgmux::testing {
 namespace {
 
 TEST_CASE("session state pins a client: its temp table and search_path never reach another") {
-  config::Config config = make_config(shared_pg());
-  config.max_server_connections = 3;
-  config.min_server_connections = 0;
+  config::Config config = make_small_config(shared_pg(), 3);
   ProxyRunner proxy(config);
   Conn a(proxy.conninfo());
   REQUIRE(a.ok());
@@ -556,9 +550,7 @@ TEST_CASE("drivers: postgres.js, psycopg and node-postgres with their default pr
   // Each driver opens 8 to 10 connections; 3 servers make them share, so
   // every named statement is used on servers where another client's
   // connection prepared it, or none did.
-  config::Config config = make_config(shared_pg());
-  config.max_server_connections = 3;
-  config.min_server_connections = 0;
+  config::Config config = make_small_config(shared_pg(), 3);
   ProxyRunner proxy(config);
   CommandResult r = run_command(std::string("bash ") + PGMUX_SOURCE_DIR +
                                 "/tests/drivers/run_drivers.sh '" + proxy.url() + "'");

@@ -70,6 +70,13 @@ std::string ProxyRunner::url(const std::string& user, const std::string& dbname,
          dbname + "?sslmode=disable";
 }
 
+config::Config make_small_config(const PgServer& pg, uint32_t servers) {
+  config::Config config = make_config(pg);
+  config.max_server_connections = servers;
+  config.min_server_connections = 0;
+  return config;
+}
+
 int pgmux_backends(const PgServer& pg) {
   return std::stoi(pg.query_value(
       std::string("select count(*) from pg_stat_activity where ") + kPgmuxBackendsWhere));

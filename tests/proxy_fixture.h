@@ -21,6 +21,10 @@ namespace pgmux::testing {
 config::Config make_config(const PgServer& pg, const std::string& user = kScramUser,
                            const std::string& password = kScramPassword);
 
+// make_config with at most `servers` server connections and none kept warm,
+// so that clients must share them.
+config::Config make_small_config(const PgServer& pg, uint32_t servers);
+
 class ProxyRunner {
  public:
   explicit ProxyRunner(config::Config config);

@@ -83,12 +83,7 @@ class Client {
   PGconn* raw_;
 };
 
-config::Config small_pool(int servers) {
-  config::Config config = make_config(session_pg());
-  config.max_server_connections = static_cast<uint32_t>(servers);
-  config.min_server_connections = 0;
-  return config;
-}
+config::Config small_pool(uint32_t servers) { return make_small_config(session_pg(), servers); }
 
 TEST_CASE("pgbench -M prepared: 100 clients on 15 servers, select-only and TPC-B") {
   ProxyRunner proxy(make_config(session_pg()));
@@ -471,10 +466,62 @@ class RawClient {
     }
   }
 
+  // Sends `bytes` and reads to EOF; returns the types of what came back and
+  // the first error's SQLSTATE in `sqlstate`.
+  std::string until_closed(const protocol::Bytes& bytes, std::string* sqlstate) {
+    REQUIRE(::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+            static_cast<ssize_t>(bytes.size()));
+    char chunk[4096];
+    ssize_t n;
+    while ((n = ::recv(fd_, chunk, sizeof chunk, 0)) > 0) in_.append(chunk, static_cast<size_t>(n));
+    CHECK(n == 0);  // Closed, not timed out.
+    std::string types;
+    protocol::ByteView view(reinterpret_cast<const uint8_t*>(in_.data()), in_.size());
+    while (!view.empty()) {
+      protocol::Frame frame = protocol::frame_message(view, 1 << 20);
+      if (frame.status != protocol::FrameStatus::kComplete || !frame.whole_in(view)) break;
+      if (frame.type == 'E' && sqlstate->empty()) {
+        auto fields = protocol::parse_error_response(view.first(frame.size));
+        if (fields) *sqlstate = std::string(fields->sqlstate);
+      }
+      types += frame.type;
+      view = view.subspan(frame.size);
+    }
+    return types;
+  }
+
  private:
   int fd_;
   std::string in_;
 };
+
+TEST_CASE("malformed Bind, Describe or Close: FATAL 08P01 for that client, the others go on") {
+  config::Config config = small_pool(1);
+  config.auth_type = config::AuthType::kTrust;
+  ProxyRunner proxy(config);
+  Client other(proxy.conninfo());
+  REQUIRE(other.ok());
+  REQUIRE(other.prepare("q", "select 'still here'").status == PGRES_COMMAND_OK);
+  // pgmux refuses the message itself: it never reaches the one server, whose
+  // backend stays the same.
+  const std::string backend = other.value("select pg_backend_pid()::text");
+  const std::vector<std::string> bad = {
+      std::string("B\0\0\0\x06" "ab", 7),   // Bind whose names never end.
+      std::string("D\0\0\0\x06" "Xa", 7),   // Describe of neither 'S' nor 'P'.
+      std::string("C\0\0\0\x05S", 6),    // Close with no name at all.
+  };
+  for (const std::string& message : bad) {
+    INFO("message type " << message[0]);
+    RawClient raw(proxy.port());
+    protocol::Bytes out = message;
+    protocol::append_sync(out);
+    std::string code;
+    CHECK(raw.until_closed(out, &code) == "E");
+    CHECK(code == "08P01");
+    CHECK(other.run("q").value == "still here");
+    CHECK(other.value("select pg_backend_pid()::text") == backend);
+  }
+}
 
 TEST_CASE("Close of a statement: CloseComplete in its place; only the closer's name goes") {
   config::Config config = small_pool(1);
