@@ -419,6 +419,31 @@ PgServer::PgServer(PgOptions options) {
 
 PgServer::~PgServer() { stop_and_remove(run_as_postgres_, root_dir_, data_dir_); }
 
+void PgServer::stop(const std::string& mode) {
+  CommandResult r = run_pg(run_as_postgres_, root_dir_, "pg_ctl",
+                           "-D " + shell_quote(data_dir_) + " -m " + mode + " -w -t 60 stop");
+  if (r.status != 0) fail("pg_ctl stop", r, root_dir_);
+}
+
+void PgServer::start() {
+  CommandResult r = run_pg(run_as_postgres_, root_dir_, "pg_ctl",
+                           "-D " + shell_quote(data_dir_) + " -w -t 60 -l " +
+                               shell_quote(log_path(root_dir_)) + " start");
+  if (r.status != 0) fail("pg_ctl start", r, root_dir_);
+}
+
+void PgServer::restart(const std::string& mode) {
+  CommandResult r = run_pg(run_as_postgres_, root_dir_, "pg_ctl",
+                           "-D " + shell_quote(data_dir_) + " -m " + mode + " -w -t 60 -l " +
+                               shell_quote(log_path(root_dir_)) + " restart");
+  if (r.status != 0) fail("pg_ctl restart", r, root_dir_);
+}
+
+void PgServer::set_hba(const std::string& hba) {
+  write_file(data_dir_ + "/pg_hba.conf", hba);
+  exec("select pg_reload_conf()");
+}
+
 std::string PgServer::superuser_conninfo(const std::string& dbname) const {
   return "host=" + host_ + " port=" + std::to_string(port_) +
          " user=postgres dbname=" + conninfo_quote(dbname) + " connect_timeout=10";

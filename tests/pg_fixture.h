@@ -72,6 +72,16 @@ class PgServer {
   // First column of the first row as text ("" for NULL or no rows).
   std::string query_value(const std::string& sql, const std::string& dbname = "postgres") const;
 
+  // For fault tests. stop() waits until the server is down (mode: "fast",
+  // "immediate" or "smart"); start() brings it back on the same port and
+  // waits until it accepts connections; restart() is both, like
+  // `pg_ctl restart -m mode`. Each throws std::runtime_error on failure.
+  void stop(const std::string& mode = "fast");
+  void start();
+  void restart(const std::string& mode = "fast");
+  // Replaces pg_hba.conf and reloads the configuration.
+  void set_hba(const std::string& hba);
+
  private:
   std::string host_ = "127.0.0.1";
   uint16_t port_ = 0;

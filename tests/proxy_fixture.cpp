@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdlib>
+#include <future>
 #include <stdexcept>
 
 #include "proxy/log.h"
@@ -47,10 +48,57 @@ ProxyRunner::ProxyRunner(config::Config config) {
   auto started = proxy_->start();
   if (!started) throw std::runtime_error("pgmux did not start: " + started.error().message);
   port_ = proxy_->port();
+  async_.data = this;
+  if (uv_async_init(&loop_, &async_, &ProxyRunner::on_async) != 0) {
+    throw std::runtime_error("uv_async_init failed");
+  }
   thread_ = std::thread([this] { uv_run(&loop_, UV_RUN_DEFAULT); });
 }
 
+void ProxyRunner::on_async(uv_async_t* handle) {
+  static_cast<ProxyRunner*>(handle->data)->run_jobs();
+}
+
+void ProxyRunner::run_jobs() {
+  std::vector<std::function<void()>> jobs;
+  {
+    std::lock_guard<std::mutex> lock(jobs_mutex_);
+    jobs.swap(jobs_);
+  }
+  for (auto& job : jobs) job();
+}
+
+void ProxyRunner::on_loop(const std::function<void(proxy::Proxy&)>& job) {
+  std::promise<void> done;
+  {
+    std::lock_guard<std::mutex> lock(jobs_mutex_);
+    jobs_.emplace_back([&] {
+      job(*proxy_);
+      done.set_value();
+    });
+  }
+  uv_async_send(&async_);
+  done.get_future().wait();
+}
+
+ProxyRunner::PoolCounts ProxyRunner::pool_counts(const std::string& database) {
+  PoolCounts counts;
+  bool found = false;
+  on_loop([&](proxy::Proxy& proxy) {
+    proxy::Pool* pool = proxy.find_pool(database);
+    if (pool == nullptr) return;
+    found = true;
+    counts = PoolCounts{pool->waiting_count(), pool->idle_count(), pool->active_count(),
+                        pool->opening_count()};
+  });
+  // Thrown here, not on the loop's thread.
+  if (!found) throw std::runtime_error("pgmux has no pool " + database);
+  return counts;
+}
+
 ProxyRunner::~ProxyRunner() {
+  // The async handle would keep the loop running: closed on the loop first.
+  on_loop([this](proxy::Proxy&) { uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr); });
   proxy_->request_stop();
   thread_.join();
   proxy_.reset();

@@ -5,9 +5,12 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "config/config.h"
 #include "proxy/proxy.h"
@@ -42,8 +45,24 @@ class ProxyRunner {
   std::string url(const std::string& user = kScramUser, const std::string& dbname = "app",
                   const std::string& password = kScramPassword) const;
 
+  // Runs `job` on the proxy's loop thread and waits for it: the only safe
+  // way for a test to read the Proxy's state (pool counts) while it runs.
+  void on_loop(const std::function<void(proxy::Proxy&)>& job);
+
+  // A pool's counts, read on the loop thread.
+  struct PoolCounts {
+    size_t waiting = 0, idle = 0, active = 0, opening = 0;
+  };
+  PoolCounts pool_counts(const std::string& database = kAppDatabase);
+
  private:
+  static void on_async(uv_async_t* handle);
+  void run_jobs();
+
   uv_loop_t loop_{};
+  uv_async_t async_{};
+  std::mutex jobs_mutex_;
+  std::vector<std::function<void()>> jobs_;
   std::unique_ptr<proxy::Proxy> proxy_;
   std::thread thread_;
   uint16_t port_ = 0;
