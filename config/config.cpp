@@ -268,7 +268,7 @@ Result<Duration> parse_duration(std::string_view text) {
 
 namespace detail {
 
-const std::array<KeySpec, 24> kScalarKeys = {{
+const std::array<KeySpec, 25> kScalarKeys = {{
     {"listen", KeyKind::kListen},
     {"max_client_conn", KeyKind::kCount, &Config::max_client_conn},
     {"client_login_timeout", KeyKind::kDuration, nullptr, &Config::client_login_timeout},
@@ -284,6 +284,7 @@ const std::array<KeySpec, 24> kScalarKeys = {{
     {"query_wait_timeout", KeyKind::kDuration, nullptr, &Config::query_wait_timeout},
     {"server_lifetime", KeyKind::kDuration, nullptr, &Config::server_lifetime},
     {"server_idle_timeout", KeyKind::kDuration, nullptr, &Config::server_idle_timeout},
+    {"server_check_delay", KeyKind::kDuration, nullptr, &Config::server_check_delay},
     {"server_connect_timeout", KeyKind::kDuration, nullptr, &Config::server_connect_timeout},
     {"server_retry_initial", KeyKind::kDuration, nullptr, &Config::server_retry_initial},
     {"server_retry_max", KeyKind::kDuration, nullptr, &Config::server_retry_max},
@@ -609,6 +610,10 @@ Status validate_tls_and_auth(const Config& c) {
   }
   if (c.auth_failure_delay < Duration::zero()) {
     return config_error("auth_failure_delay must not be negative; the default is \"500ms\"");
+  }
+  if (c.server_check_delay < Duration::zero()) {
+    return config_error(
+        "server_check_delay must not be negative; the default is \"30s\" (0 checks every time)");
   }
   for (size_t i = 0; i < c.users.size(); ++i) {
     const User& user = c.users[i];

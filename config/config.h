@@ -100,6 +100,9 @@ struct Config {
   Duration query_wait_timeout = std::chrono::seconds(30);
   Duration server_lifetime = std::chrono::hours(1);
   Duration server_idle_timeout = std::chrono::minutes(10);
+  // An idle server unused for this long is checked (a Sync round trip)
+  // before a client gets it; 0 checks at every hand-out.
+  Duration server_check_delay = std::chrono::seconds(30);
   Duration server_connect_timeout = std::chrono::seconds(5);
   // Backoff after a failed or refused upstream connect: doubles from the
   // initial value up to the max, with +-25 % jitter.

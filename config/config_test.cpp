@@ -71,6 +71,7 @@ TEST_CASE("defaults mirror the documented ones") {
   CHECK(c.server_lifetime == 1h);
   CHECK(c.client_login_timeout == 60s);
   CHECK(c.server_idle_timeout == 10min);
+  CHECK(c.server_check_delay == 30s);
   CHECK(c.server_connect_timeout == 5s);
   CHECK(c.server_retry_initial == 500ms);
   CHECK(c.server_retry_max == 8s);
@@ -176,6 +177,7 @@ min_server_connections = 2
 query_wait_timeout = 45
 server_lifetime = "2h"
 server_idle_timeout = "5m"
+server_check_delay = "0"
 server_connect_timeout = "3s"
 server_retry_initial = "250ms"
 server_retry_max = "1m"
@@ -205,6 +207,7 @@ url = "host=replica.internal user=reporter dbname=appdb"
   CHECK(c.query_wait_timeout == 45s);
   CHECK(c.server_lifetime == 2h);
   CHECK(c.server_idle_timeout == 5min);
+  CHECK(c.server_check_delay == 0s);
   CHECK(c.server_connect_timeout == 3s);
   CHECK(c.server_retry_initial == 250ms);
   CHECK(c.server_retry_max == 1min);
@@ -411,6 +414,11 @@ TEST_CASE("validate: every rule names its key") {
   c = valid_config();
   c.query_wait_timeout = Duration::zero();
   CHECK(contains(validate_error(c), "query_wait_timeout"));
+  c = valid_config();
+  c.server_check_delay = Duration::zero();
+  CHECK(validate(c).ok());
+  c.server_check_delay = -1s;
+  CHECK(contains(validate_error(c), "server_check_delay"));
 
   c = valid_config();
   c.server_retry_initial = 10s;

@@ -548,7 +548,15 @@ void ClientConn::shut(bool after_writes) {
   }
 }
 
-void ClientConn::on_closed(Stream& /*stream*/) { proxy_.on_client_closed(this); }
+void ClientConn::on_closed(Stream& /*stream*/) {
+  // The stream closes itself when a write fails (the client went away):
+  // unlink from the pool's lists and let the server go before being freed.
+  if (state_ != State::kClosing) {
+    spdlog::info("{}: closing: writing to the client failed", tag_);
+    shut(false);
+  }
+  proxy_.on_client_closed(this);
+}
 
 }  // namespace pgmux::proxy
 

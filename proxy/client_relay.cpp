@@ -202,6 +202,12 @@ Step ClientConn::on_query(const protocol::Frame& frame, protocol::ByteView bytes
   // streamed through unread.
   if (frame.size <= in.capacity()) {
     if (!frame.whole_in(bytes)) return Step::kStop;
+    // The body is one NUL-terminated string (55.7): an empty body or a
+    // missing terminator is what PostgreSQL itself answers with 08P01.
+    if (frame.size <= protocol::kMessageHeaderSize || bytes[frame.size - 1] != 0) {
+      fail(sqlstate::kProtocolViolation, "invalid Query message: its text is not terminated");
+      return Step::kStop;
+    }
     const std::string_view sql = message_text(bytes, protocol::kMessageHeaderSize, frame.size - 1);
     if (protocol::may_change_session(sql)) {
       // Inspecting has effects; from here the message is handled this call.

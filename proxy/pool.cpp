@@ -63,13 +63,28 @@ void Pool::request_welcome(ClientConn* client) {
 }
 
 void Pool::acquire(ClientConn* client) {
-  if (ServerConn* server = idle_.front()) {
+  const TimeMs now = proxy_.now();
+  const auto check_ms = static_cast<uint64_t>(proxy_.config().server_check_delay.count());
+  while (ServerConn* server = idle_.front()) {
+    // A server that died while idle is never handed out: nothing of the
+    // client's request has gone anywhere yet, so the next one is tried.
+    if (!server->seems_alive()) {
+      server->close("found closed when about to hand it out");
+      continue;
+    }
+    if (now >= server->idle_since() + check_ms) {
+      // Unused for a while: proven alive first; the client waits for it
+      // (or for another server) in the queue.
+      link(server, PoolList::kChecking);
+      server->start_check();
+      continue;
+    }
     attach(server, client);
     return;
   }
-  client->set_waiting(proxy_.now());
+  client->set_waiting(now);
   waiting_.push_back(client);
-  launch_if_needed(proxy_.now());
+  launch_if_needed(now);
 }
 
 void Pool::forget(ClientConn* client) {
@@ -106,6 +121,11 @@ void Pool::on_server_ready(ServerConn* server) {
   offer(server);
   // A good login after a failure: open the rest of what waiting clients need.
   launch_if_needed(proxy_.now());
+}
+
+void Pool::on_server_checked(ServerConn* server) {
+  unlink(server);
+  offer(server);
 }
 
 void Pool::set_baseline() {
@@ -192,6 +212,8 @@ IntrusiveList<ServerConn, PoolLink>& Pool::list(PoolList where) {
       return opening_;
     case PoolList::kIdle:
       return idle_;
+    case PoolList::kChecking:
+      return checking_;
     default:
       return active_;
   }
@@ -215,7 +237,7 @@ void Pool::unlink(ServerConn* server) {
 void Pool::launch_if_needed(TimeMs now) {
   if (proxy_.stopping()) return;
   size_t demand = waiting_.size() + (!has_welcome() && !welcome_.empty() ? 1 : 0);
-  size_t supply = opening_.size();
+  size_t supply = opening_.size() + checking_.size();
   while (demand > supply && upstream_.may_connect(now)) {
     // After a failure, probe with one connection before opening many.
     if (upstream_.failures() > 0 && supply > 0) return;
@@ -288,6 +310,14 @@ void Pool::tick(TimeMs now) {
     server = next;
   }
 
+  for (ServerConn* server = checking_.front(); server != nullptr;) {
+    ServerConn* next = checking_.next(server);
+    if (now >= server->checking_since() + connect_ms) {
+      server->close("no answer to the idle check within server_connect_timeout");
+    }
+    server = next;
+  }
+
   // Recycle at most one expired idle server per tick, so a pool opened all
   // at once is not closed all at once; trim idle servers above the minimum.
   const auto idle_ms = static_cast<uint64_t>(config.server_idle_timeout.count());
@@ -322,6 +352,7 @@ void Pool::close_all() {
   }
   while (ServerConn* server = active_.front()) server->close("pgmux is shutting down");
   while (ServerConn* server = idle_.front()) server->close("pgmux is shutting down");
+  while (ServerConn* server = checking_.front()) server->close("pgmux is shutting down");
   while (ServerConn* server = opening_.front()) server->close("pgmux is shutting down");
 }
 

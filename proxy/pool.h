@@ -4,6 +4,8 @@
 // owns no connections (the Proxy's registry does); it links them:
 //   opening_  servers connecting or logging in
 //   idle_     servers ready for a client (LIFO: hot connections stay hot)
+//   checking_ idle servers proving themselves alive (a Sync round trip)
+//             before reuse, after server_check_delay unused
 //   active_   servers attached to a client
 //   waiting_  clients with a request and no server (FIFO, the wait queue)
 //   welcome_  clients whose login waits for the pool's first server login
@@ -104,6 +106,7 @@ class Pool {
   // ---- Servers ----
   void on_server_opening(ServerConn* server);  // Counted against the cap.
   void on_server_ready(ServerConn* server);    // Login done.
+  void on_server_checked(ServerConn* server);  // The idle check passed.
   // The client is done with its server at ReadyForQuery 'I'.
   void release(ServerConn* server);
   // Connect or login failed; backs off, and tells waiting clients when the
@@ -134,6 +137,7 @@ class Pool {
   size_t idle_count() const { return idle_.size(); }
   size_t active_count() const { return active_.size(); }
   size_t opening_count() const { return opening_.size(); }
+  size_t checking_count() const { return checking_.size(); }
 
   void close_all();  // Shutdown.
 
@@ -143,7 +147,9 @@ class Pool {
   void unlink(ServerConn* server);
   void attach(ServerConn* server, ClientConn* client);
   void offer(ServerConn* server);  // To the first waiter, else idle.
-  size_t server_count() const { return opening_.size() + idle_.size() + active_.size(); }
+  size_t server_count() const {
+    return opening_.size() + idle_.size() + checking_.size() + active_.size();
+  }
   void fail_waiters(const protocol::Error& error);
   void set_baseline();
 
@@ -156,6 +162,7 @@ class Pool {
   StatementRegistry statements_;
   IntrusiveList<ServerConn, PoolLink> opening_;
   IntrusiveList<ServerConn, PoolLink> idle_;
+  IntrusiveList<ServerConn, PoolLink> checking_;
   IntrusiveList<ServerConn, PoolLink> active_;
   IntrusiveList<ClientConn, PoolLink> waiting_;
   IntrusiveList<ClientConn, PoolLink> welcome_;

@@ -2,7 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/socket.h>
+
 #include <array>
+#include <cerrno>
 #include <cstring>
 
 #include "protocol/extended.h"
@@ -198,6 +201,9 @@ void ServerConn::on_readable(Stream& /*stream*/) {
       break;
     case State::kIdle:
       process_idle();
+      break;
+    case State::kChecking:
+      process_check();
       break;
     case State::kActive:
       process_active();
@@ -401,6 +407,59 @@ void ServerConn::process_idle() {
     }
     if (frame.type != 'N' && frame.type != 'S' && frame.type != 'A') {
       close("unexpected message from an idle server");
+      return;
+    }
+    in.consume(frame.size);
+  }
+}
+
+bool ServerConn::seems_alive() {
+  if (stream_.closing()) return false;
+  uv_os_fd_t fd;
+  if (uv_fileno(reinterpret_cast<const uv_handle_t*>(stream_.tcp()), &fd) != 0) return false;
+  char byte;
+  const ssize_t n = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+void ServerConn::start_check() {
+  state_ = State::kChecking;
+  checking_since_ = proxy_.now();
+  scratch_.clear();
+  protocol::append_sync(scratch_);
+  stream_.write_owned(scratch_);
+}
+
+void ServerConn::process_check() {
+  // The answer to the Sync is ReadyForQuery 'I'; a NOTICE or ParameterStatus
+  // may come first. Anything else (a FATAL: the backend is going away)
+  // means the server is not fit for a client.
+  Buffer& in = stream_.input();
+  while (state_ == State::kChecking) {
+    protocol::ByteView bytes = in.unparsed();
+    protocol::Frame frame = protocol::frame_message(bytes, proxy_.config().max_message_size);
+    if (frame.status == FrameStatus::kInvalid ||
+        (frame.status == FrameStatus::kComplete && frame.size > in.capacity())) {
+      close("invalid answer to the idle check");
+      return;
+    }
+    if (!frame.whole_in(bytes)) return;
+    if (frame.type == 'Z') {
+      auto status = protocol::parse_ready_for_query(bytes.first(frame.size));
+      in.consume(frame.size);
+      if (!status || *status != 'I') {
+        close("the idle check found the server inside a transaction");
+        return;
+      }
+      state_ = State::kIdle;
+      idle_since_ = proxy_.now();
+      spdlog::debug("{}: idle check passed", tag_);
+      pool_.on_server_checked(this);
+      return;
+    }
+    if (frame.type != 'N' && frame.type != 'S') {
+      close(frame.type == 'E' ? "the idle check got an error (the backend is going away)"
+                              : "unexpected answer to the idle check");
       return;
     }
     in.consume(frame.size);
@@ -767,6 +826,10 @@ void ServerConn::close(const char* reason) {
 }
 
 void ServerConn::on_closed(Stream& /*stream*/) {
+  // The stream closes itself when a write fails (the upstream reset the
+  // connection, a restart): the pool and the client must hear of it before
+  // this object is freed, or they would keep pointers to it.
+  if (state_ != State::kClosing) close("writing to the server failed");
   stream_closed_ = true;
   if (!resolve_pending_) proxy_.on_server_closed(this);
 }

@@ -2,6 +2,7 @@
 //
 //   kResolving -> kConnecting [-> kTlsNegotiating -> kTlsHandshake] -> kLoggingIn
 //     -> kIdle <-> kActive
+//        kIdle <-> kChecking (a Sync round trip before reuse after server_check_delay)
 //        any state -> kClosing (then freed by the Proxy in on_closed)
 //
 // Login: StartupMessage; answers cleartext, MD5 and SCRAM-SHA-256 requests;
@@ -55,7 +56,7 @@ enum class LoginFailure {
 };
 
 // Which of its pool's lists a server is on; managed by Pool only.
-enum class PoolList : uint8_t { kNone, kOpening, kIdle, kActive };
+enum class PoolList : uint8_t { kNone, kOpening, kIdle, kChecking, kActive };
 
 class ServerConn final : public PoolLink, private StreamEvents {
  public:
@@ -68,6 +69,7 @@ class ServerConn final : public PoolLink, private StreamEvents {
     kTlsHandshake,
     kLoggingIn,
     kIdle,
+    kChecking,  // A Sync was sent to prove the idle backend alive; its ReadyForQuery is due.
     kActive,
     kClosing,
   };
@@ -94,6 +96,14 @@ class ServerConn final : public PoolLink, private StreamEvents {
   void start();
 
   // ---- Pooling (called by Pool) ----
+  // Whether an idle server may be handed out: its stream is open and the
+  // kernel holds nothing from it (no FATAL, EOF or reset the loop has not
+  // read yet; an idle backend has nothing to say). One non-blocking peek.
+  bool seems_alive();
+  // Sends a Sync to an idle server; the pool hears back through
+  // Pool::on_server_checked, or the server closes.
+  void start_check();
+  uint64_t checking_since() const { return checking_since_; }
   void attach(ClientConn* client);
   void detach();  // Back to kIdle.
   ClientConn* client() const { return client_; }
@@ -146,6 +156,7 @@ class ServerConn final : public PoolLink, private StreamEvents {
   bool handle_login_message(char type, protocol::ByteView message);
   void login_failed(const protocol::Error& error, LoginFailure kind);
   void process_idle();
+  void process_check();
   void process_active();
   void flush_to_client();
   void maybe_release();
@@ -178,6 +189,7 @@ class ServerConn final : public PoolLink, private StreamEvents {
 
   uint64_t opened_at_ = 0;
   uint64_t idle_since_ = 0;
+  uint64_t checking_since_ = 0;
   uint64_t expires_at_ = 0;
   int32_t backend_pid_ = 0;
   int32_t backend_secret_ = 0;

@@ -24,6 +24,7 @@
 #include "tests/pg_fixture.h"
 #include "tests/pgbench.h"
 #include "tests/proxy_fixture.h"
+#include "tests/raw_client.h"
 
 namespace pgmux::testing {
 namespace {
@@ -420,82 +421,7 @@ TEST_CASE("pinning has a cap, and session_pinning = refuse refuses with 0A000") 
   }
 }
 
-// A client speaking the wire protocol by hand (trust auth), to send what
-// libpq 15 cannot: a Close of a statement.
-class RawClient {
- public:
-  explicit RawClient(uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(port);
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
-    timeval tv{10, 0};
-    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    protocol::Bytes startup;
-    protocol::append_startup_message(startup, {{"user", kScramUser}, {"database", "app"}});
-    REQUIRE(round_trip(startup).back() == 'Z');
-  }
-  ~RawClient() { ::close(fd_); }
-  RawClient(const RawClient&) = delete;
-  RawClient& operator=(const RawClient&) = delete;
-
-  // Sends `bytes`; returns the types of the messages that come back, up to
-  // and including ReadyForQuery. `sqlstate` gets the first error's code.
-  std::string round_trip(const protocol::Bytes& bytes, std::string* sqlstate = nullptr) {
-    REQUIRE(::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
-            static_cast<ssize_t>(bytes.size()));
-    std::string types;
-    for (;;) {
-      protocol::ByteView view(reinterpret_cast<const uint8_t*>(in_.data()), in_.size());
-      protocol::Frame frame = protocol::frame_message(view, 1 << 20);
-      if (frame.status == protocol::FrameStatus::kComplete && frame.whole_in(view)) {
-        if (frame.type == 'E' && sqlstate != nullptr && sqlstate->empty()) {
-          auto fields = protocol::parse_error_response(view.first(frame.size));
-          if (fields) *sqlstate = std::string(fields->sqlstate);
-        }
-        types += frame.type;
-        in_.erase(0, frame.size);
-        if (frame.type == 'Z') return types;
-        continue;
-      }
-      char chunk[4096];
-      const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-      REQUIRE(n > 0);
-      in_.append(chunk, static_cast<size_t>(n));
-    }
-  }
-
-  // Sends `bytes` and reads to EOF; returns the types of what came back and
-  // the first error's SQLSTATE in `sqlstate`.
-  std::string until_closed(const protocol::Bytes& bytes, std::string* sqlstate) {
-    REQUIRE(::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
-            static_cast<ssize_t>(bytes.size()));
-    char chunk[4096];
-    ssize_t n;
-    while ((n = ::recv(fd_, chunk, sizeof chunk, 0)) > 0) in_.append(chunk, static_cast<size_t>(n));
-    CHECK(n == 0);  // Closed, not timed out.
-    std::string types;
-    protocol::ByteView view(reinterpret_cast<const uint8_t*>(in_.data()), in_.size());
-    while (!view.empty()) {
-      protocol::Frame frame = protocol::frame_message(view, 1 << 20);
-      if (frame.status != protocol::FrameStatus::kComplete || !frame.whole_in(view)) break;
-      if (frame.type == 'E' && sqlstate->empty()) {
-        auto fields = protocol::parse_error_response(view.first(frame.size));
-        if (fields) *sqlstate = std::string(fields->sqlstate);
-      }
-      types += frame.type;
-      view = view.subspan(frame.size);
-    }
-    return types;
-  }
-
- private:
-  int fd_;
-  std::string in_;
-};
-
-TEST_CASE("malformed Bind, Describe or Close: FATAL 08P01 for that client, the others go on") {
+TEST_CASE("malformed Query, Bind, Describe or Close: FATAL 08P01 for that client, the others go on") {
   config::Config config = small_pool(1);
   config.auth_type = config::AuthType::kTrust;
   ProxyRunner proxy(config);
@@ -509,6 +435,8 @@ TEST_CASE("malformed Bind, Describe or Close: FATAL 08P01 for that client, the o
       std::string("B\0\0\0\x06" "ab", 7),   // Bind whose names never end.
       std::string("D\0\0\0\x06" "Xa", 7),   // Describe of neither 'S' nor 'P'.
       std::string("C\0\0\0\x05S", 6),    // Close with no name at all.
+      std::string("Q\0\0\0\x04", 5),     // Query with an empty body.
+      std::string("Q\0\0\0\x07" "abc", 8),  // Query whose text never ends.
   };
   for (const std::string& message : bad) {
     INFO("message type " << message[0]);
