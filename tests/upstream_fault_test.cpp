@@ -305,5 +305,78 @@ TEST_CASE("a client that resets its connection while a large result streams to i
   PQfinish(other);
 }
 
+TEST_CASE("active servers terminated: only their clients see an error, the others go on") {
+  PgServer pg;
+  config::Config config = make_config(pg);
+  config.max_server_connections = 6;
+  config.min_server_connections = 0;
+  ProxyRunner proxy(config);
+  Load load(proxy, 20);
+  REQUIRE(progresses(load));
+  // Three clients hold servers inside transactions that are still running.
+  std::vector<PGconn*> victims;
+  for (int i = 0; i < 3; ++i) {
+    victims.push_back(PQconnectdb(proxy.conninfo().c_str()));
+    REQUIRE(PQstatus(victims.back()) == CONNECTION_OK);
+    REQUIRE(run(victims.back(), "begin").ok);
+    REQUIRE(PQsendQuery(victims.back(), "select pg_sleep(60)") == 1);
+  }
+  REQUIRE(eventually([&] {
+    return pg.query_value(
+               "select count(*) from pg_stat_activity where query = 'select "
+               "pg_sleep(60)' and state = 'active'") == "3";
+  }));
+  pg.exec(
+      "select pg_terminate_backend(pid) from pg_stat_activity where query = 'select "
+      "pg_sleep(60)'");
+  for (PGconn* victim : victims) {
+    PGresult* r = PQgetResult(victim);
+    CHECK(PQresultStatus(r) == PGRES_FATAL_ERROR);
+    const char* code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    CHECK(std::string(code != nullptr ? code : "") == "57P01");
+    PQclear(r);
+    while ((r = PQgetResult(victim)) != nullptr) PQclear(r);
+    PQfinish(victim);
+  }
+  // The others never noticed.
+  REQUIRE(progresses(load));
+  load.stop();
+  INFO(load.error_samples());
+  CHECK(load.errors().empty());
+  CHECK(eventually([&] {
+    const auto counts = proxy.pool_counts();
+    return counts.waiting == 0 && counts.active == 0;
+  }));
+}
+
+TEST_CASE("the role's CONNECTION LIMIT lowered below the pool under load: no client sees 53300") {
+  PgServer pg;
+  config::Config config = make_config(pg);
+  config.max_server_connections = 8;
+  config.min_server_connections = 8;
+  config.server_retry_initial = std::chrono::milliseconds(50);
+  config.server_retry_max = std::chrono::milliseconds(500);
+  config.query_wait_timeout = std::chrono::seconds(60);
+  ProxyRunner proxy(config);
+  Load load(proxy, 30);
+  REQUIRE(progresses(load));
+  pg.exec(std::string("alter role ") + kScramUser + " connection limit 3");
+  // Every server goes; only 3 can come back. Idle ones are closed without a
+  // client noticing; a transaction in flight may fail with 57P01.
+  pg.exec(std::string("select pg_terminate_backend(pid) from pg_stat_activity where ") +
+          kPgmuxBackendsWhere);
+  REQUIRE(progresses(load, 300));
+  CHECK(std::stoi(pg.query_value(std::string("select count(*) from pg_stat_activity where ") +
+                                 kPgmuxBackendsWhere)) <= 3);
+  pg.exec(std::string("alter role ") + kScramUser + " connection limit -1");
+  load.stop();
+  INFO(load.error_samples());
+  for (const auto& [code, count] : load.errors()) {
+    INFO(code << " x" << count);
+    CHECK((code == "57P01" || code == "08006" || code == "none"));
+  }
+  CHECK(eventually([&] { return proxy.pool_counts().waiting == 0; }));
+}
+
 }  // namespace
 }  // namespace pgmux::testing
