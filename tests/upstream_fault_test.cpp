@@ -192,9 +192,15 @@ TEST_CASE("a server that died while idle is never handed out; the request goes t
   config.max_server_connections = 4;
   config.min_server_connections = 4;
   ProxyRunner proxy(config);
+  // Each client has its own application_name, so a server attached to it
+  // first gets the session sync: two writes in a row to a server that may be
+  // dead, the second of which fails once the first drew a reset.
+  auto connect = [&](int i) {
+    return PQconnectdb((proxy.conninfo() + " application_name=client" + std::to_string(i)).c_str());
+  };
   std::vector<PGconn*> conns;
   for (int i = 0; i < 4; ++i) {
-    conns.push_back(PQconnectdb(proxy.conninfo().c_str()));
+    conns.push_back(connect(i));
     REQUIRE(PQstatus(conns.back()) == CONNECTION_OK);
   }
   for (int round = 0; round < 3; ++round) {
@@ -224,10 +230,10 @@ TEST_CASE("a server that died while idle is never handed out; the request goes t
     });
     for (const std::string& failure : failures) CHECK_MESSAGE(false, failure);
     CHECK(failures.empty());
-    for (PGconn*& conn : conns) {
-      if (PQstatus(conn) != CONNECTION_OK) {
-        PQfinish(conn);
-        conn = PQconnectdb(proxy.conninfo().c_str());
+    for (size_t i = 0; i < conns.size(); ++i) {
+      if (PQstatus(conns[i]) != CONNECTION_OK) {
+        PQfinish(conns[i]);
+        conns[i] = connect(static_cast<int>(i));
       }
     }
   }
