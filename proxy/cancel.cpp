@@ -20,6 +20,7 @@ CancelConn::CancelConn(Proxy& proxy, uint64_t id, int32_t pid, int32_t secret,
       stream_(*this, proxy.blocks()) {}
 
 void CancelConn::start(const sockaddr* address) {
+  started_at_ = proxy_.now();
   if (stream_.init(proxy_.loop()) != 0) {
     spdlog::critical("cannot create a TCP handle for a cancel request");
     std::abort();
@@ -67,6 +68,12 @@ void CancelConn::on_readable(Stream& /*stream*/) {
 }
 
 void CancelConn::on_tls_ready(Stream& /*stream*/) { send_cancel(); }
+
+void CancelConn::time_out(uint64_t limit_ms) {
+  if (stream_.closing()) return;
+  spdlog::info("a cancel request to the upstream did not go out within {} ms; dropped", limit_ms);
+  stream_.close();
+}
 
 void CancelConn::send_cancel() {
   protocol::Bytes packet;
