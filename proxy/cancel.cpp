@@ -10,13 +10,14 @@
 namespace pgmux::proxy {
 
 CancelConn::CancelConn(Proxy& proxy, uint64_t id, int32_t pid, int32_t secret,
-                       const TlsContext* tls, std::string host)
+                       const TlsContext* tls, std::string host, bool sni)
     : proxy_(proxy),
       id_(id),
       pid_(pid),
       secret_(secret),
       tls_(tls),
       host_(std::move(host)),
+      sni_(sni),
       stream_(*this, proxy.blocks()) {}
 
 void CancelConn::start(const sockaddr* address) {
@@ -60,7 +61,7 @@ void CancelConn::on_readable(Stream& /*stream*/) {
   in.consume(1);
   awaiting_tls_answer_ = false;
   if (answer == 'S' && in.unparsed().empty()) {
-    stream_.start_tls(*tls_, host_);
+    stream_.start_tls(*tls_, host_, sni_);
   } else {
     spdlog::warn("the upstream refused TLS for a cancel request; not sent");
     stream_.close();

@@ -20,9 +20,10 @@ class TlsContext;
 
 class CancelConn final : public CancelLink, private StreamEvents {
  public:
-  // `tls` may be nullptr (plaintext); `host` names the server for TLS.
+  // `tls` may be nullptr (plaintext); `host` names the server for TLS, and
+  // `sni` says whether it is sent as SNI (the URL's sslsni).
   CancelConn(Proxy& proxy, uint64_t id, int32_t pid, int32_t secret, const TlsContext* tls,
-             std::string host);
+             std::string host, bool sni);
   CancelConn(const CancelConn&) = delete;
   CancelConn& operator=(const CancelConn&) = delete;
 
@@ -52,6 +53,7 @@ class CancelConn final : public CancelLink, private StreamEvents {
   int32_t secret_;
   const TlsContext* tls_;
   std::string host_;
+  bool sni_;
   uint64_t started_at_ = 0;
   Stream stream_;
   uv_connect_t connect_req_{};

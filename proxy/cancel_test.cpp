@@ -81,7 +81,7 @@ TEST_CASE("CancelConn: an upstream that never answers the SSLRequest is given up
 
     const auto start = Clock::now();
     proxy.open_cancel(reinterpret_cast<const sockaddr*>(&upstream.address), 1, 2, tls->get(),
-                      "localhost");
+                      "localhost", true);
     CHECK(proxy.cancels_in_flight() == 1);
     // The janitor ticks every 100 ms, so each run returns soon.
     while (proxy.cancels_in_flight() > 0 && Clock::now() < start + std::chrono::seconds(10)) {
@@ -109,7 +109,7 @@ TEST_CASE("CancelConn: stop() closes a cancel request still in flight") {
     Proxy proxy(config, &loop);
     REQUIRE(proxy.start().ok());
     proxy.open_cancel(reinterpret_cast<const sockaddr*>(&upstream.address), 1, 2, tls->get(),
-                      "localhost");
+                      "localhost", true);
     uv_run(&loop, UV_RUN_NOWAIT);
     CHECK(proxy.cancels_in_flight() == 1);
     proxy.stop();

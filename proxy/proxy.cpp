@@ -254,13 +254,13 @@ void Proxy::forward_cancel(int32_t pid, int32_t secret) {
   const TlsContext* tls = server->stream().tls() ? server->pool().upstream_tls() : nullptr;
   const config::Upstream& up = server->pool().database().upstream;
   open_cancel(reinterpret_cast<const sockaddr*>(&server->peer_address()), server->backend_pid(),
-              server->backend_secret(), tls, up.host);
+              server->backend_secret(), tls, up.host, up.sslsni);
 }
 
 void Proxy::open_cancel(const sockaddr* address, int32_t pid, int32_t secret, const TlsContext* tls,
-                        const std::string& host) {
+                        const std::string& host, bool sni) {
   const uint64_t id = next_id();
-  auto owned = std::make_unique<CancelConn>(*this, id, pid, secret, tls, host);
+  auto owned = std::make_unique<CancelConn>(*this, id, pid, secret, tls, host, sni);
   CancelConn* cancel = owned.get();
   cancels_.emplace(id, std::move(owned));
   cancel_order_.push_back(cancel);

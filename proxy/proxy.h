@@ -83,10 +83,10 @@ class Proxy {
   void register_cancel_key(ClientConn* client);
   void forward_cancel(int32_t pid, int32_t secret);
   // Sends a CancelRequest for the server key (pid, secret) to `address`,
-  // over TLS when `tls` is not nullptr (`host` as for Stream::start_tls).
-  // Given up after server_connect_timeout.
+  // over TLS when `tls` is not nullptr (`host` and `sni` as for
+  // Stream::start_tls). Given up after server_connect_timeout.
   void open_cancel(const sockaddr* address, int32_t pid, int32_t secret, const TlsContext* tls,
-                   const std::string& host);
+                   const std::string& host, bool sni);
   size_t cancels_in_flight() const { return cancels_.size(); }
 
   void on_client_closed(ClientConn* client);

@@ -152,7 +152,7 @@ void ServerConn::process_tls_answer() {
       return;
     }
     state_ = State::kTlsHandshake;
-    stream_.start_tls(*pool_.upstream_tls(), up.host);
+    stream_.start_tls(*pool_.upstream_tls(), up.host, up.sslsni);
     return;
   }
   if (answer == 'N') {
