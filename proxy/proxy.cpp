@@ -79,7 +79,8 @@ protocol::Status Proxy::start() {
   }
   for (auto& pool : pools_) {
     const config::Upstream& up = pool->database().upstream;
-    if (up.sslmode == config::SslMode::kDisable || up.sslmode == config::SslMode::kAllow) continue;
+    // allow needs a context too: it retries a refused plaintext login with TLS.
+    if (up.sslmode == config::SslMode::kDisable) continue;
     auto context = TlsContext::client(verify_for(up.sslmode, up.sslrootcert), up.sslrootcert,
                                       up.sslcert, up.sslkey);
     if (!context) {
