@@ -10,16 +10,18 @@
 namespace pgmux::proxy {
 
 CancelConn::CancelConn(Proxy& proxy, uint64_t id, int32_t pid, int32_t secret,
-                       const TlsContext* tls, std::string host)
+                       const TlsContext* tls, std::string host, bool sni)
     : proxy_(proxy),
       id_(id),
       pid_(pid),
       secret_(secret),
       tls_(tls),
       host_(std::move(host)),
+      sni_(sni),
       stream_(*this, proxy.blocks()) {}
 
 void CancelConn::start(const sockaddr* address) {
+  started_at_ = proxy_.now();
   if (stream_.init(proxy_.loop()) != 0) {
     spdlog::critical("cannot create a TCP handle for a cancel request");
     std::abort();
@@ -59,7 +61,7 @@ void CancelConn::on_readable(Stream& /*stream*/) {
   in.consume(1);
   awaiting_tls_answer_ = false;
   if (answer == 'S' && in.unparsed().empty()) {
-    stream_.start_tls(*tls_, host_);
+    stream_.start_tls(*tls_, host_, sni_);
   } else {
     spdlog::warn("the upstream refused TLS for a cancel request; not sent");
     stream_.close();
@@ -67,6 +69,12 @@ void CancelConn::on_readable(Stream& /*stream*/) {
 }
 
 void CancelConn::on_tls_ready(Stream& /*stream*/) { send_cancel(); }
+
+void CancelConn::time_out(uint64_t limit_ms) {
+  if (stream_.closing()) return;
+  spdlog::info("a cancel request to the upstream did not go out within {} ms; dropped", limit_ms);
+  stream_.close();
+}
 
 void CancelConn::send_cancel() {
   protocol::Bytes packet;

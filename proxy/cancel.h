@@ -1,6 +1,8 @@
 // Forwards one CancelRequest to an upstream over a new connection
 // (PostgreSQL docs 55.2.8): connect, TLS first when the server connection it
-// cancels uses TLS, send the 16 bytes, close.
+// cancels uses TLS, send the 16 bytes, close. The Proxy gives up on one that
+// has not finished by server_connect_timeout (time_out), so an upstream that
+// never answers cannot keep it, or the loop, alive.
 #pragma once
 
 #include <uv.h>
@@ -8,6 +10,7 @@
 #include <cstdint>
 #include <string>
 
+#include "proxy/list.h"
 #include "proxy/stream.h"
 
 namespace pgmux::proxy {
@@ -15,17 +18,23 @@ namespace pgmux::proxy {
 class Proxy;
 class TlsContext;
 
-class CancelConn final : private StreamEvents {
+class CancelConn final : public CancelLink, private StreamEvents {
  public:
-  // `tls` may be nullptr (plaintext); `host` names the server for TLS.
+  // `tls` may be nullptr (plaintext); `host` names the server for TLS, and
+  // `sni` says whether it is sent as SNI (the URL's sslsni).
   CancelConn(Proxy& proxy, uint64_t id, int32_t pid, int32_t secret, const TlsContext* tls,
-             std::string host);
+             std::string host, bool sni);
   CancelConn(const CancelConn&) = delete;
   CancelConn& operator=(const CancelConn&) = delete;
 
   uint64_t id() const { return id_; }
+  uint64_t started_at() const { return started_at_; }
   // REQUIRES: called once. Failure is logged; the object then closes.
   void start(const sockaddr* address);
+  // The request did not go out within `limit_ms`: logged, closed.
+  void time_out(uint64_t limit_ms);
+  // Idempotent; the Proxy frees the object in on_cancel_closed.
+  void close() { stream_.close(); }
 
  private:
   static void on_connected(uv_connect_t* req, int status);
@@ -44,6 +53,8 @@ class CancelConn final : private StreamEvents {
   int32_t secret_;
   const TlsContext* tls_;
   std::string host_;
+  bool sni_;
+  uint64_t started_at_ = 0;
   Stream stream_;
   uv_connect_t connect_req_{};
   bool awaiting_tls_answer_ = false;

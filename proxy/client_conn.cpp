@@ -120,6 +120,8 @@ void ClientConn::process_startup() {
       case protocol::StartupKind::kStartup:
         break;
     }
+    // The startup packet is complete: the startup deadline no longer applies.
+    proxy_.starting().remove(this);
     if (packet->user.empty()) {
       fail(sqlstate::kInvalidAuthorization, "no PostgreSQL user name specified in startup packet");
       return;
@@ -505,6 +507,14 @@ void ClientConn::fail_request(std::string_view code, std::string_view message,
 
 void ClientConn::fail(std::string_view code, std::string_view message, std::string_view hint) {
   if (state_ == State::kClosing) return;
+  if (stream_.tls_handshaking()) {
+    // After 'S' the client expects a TLS record; there is no session to
+    // encrypt a FATAL with yet, and plaintext would only read as a broken
+    // record.
+    spdlog::info("{}: closing during the TLS handshake: {}", tag_, message);
+    close();
+    return;
+  }
   spdlog::info("{}: closing with FATAL {}: {}", tag_, code, message);
   protocol::Bytes out;
   protocol::append_error_response(out, "FATAL", code, message, {}, hint);
@@ -524,6 +534,7 @@ void ClientConn::shut(bool after_writes) {
   if (state_ == State::kClosing) return;
   const State state_before = state_;
   state_ = State::kClosing;
+  if (static_cast<StartupLink*>(this)->linked()) proxy_.starting().remove(this);
   if (static_cast<LoginLink*>(this)->linked()) {
     if (state_before == State::kAuthFailed) {
       proxy_.auth_failed().remove(this);

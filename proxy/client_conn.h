@@ -45,7 +45,10 @@ class Proxy;
 class Pool;
 class ServerConn;
 
-class ClientConn final : public PoolLink, public LoginLink, private StreamEvents {
+class ClientConn final : public PoolLink,
+                         public LoginLink,
+                         public StartupLink,
+                         private StreamEvents {
  public:
   enum class State {
     kStartup,
@@ -101,7 +104,9 @@ class ClientConn final : public PoolLink, public LoginLink, private StreamEvents
   void on_server_released();
   // The current request gets an ERROR; the connection stays usable.
   void fail_request(std::string_view sqlstate, std::string_view message, std::string_view hint);
-  // FATAL, then the connection closes.
+  // FATAL, then the connection closes. During the TLS handshake there is no
+  // channel to send it on: the connection closes without a word (the reason
+  // is logged).
   void fail(std::string_view sqlstate, std::string_view message, std::string_view hint = {});
 
   // ---- Called by the attached ServerConn ----

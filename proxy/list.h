@@ -78,5 +78,8 @@ namespace pgmux::proxy {
 // The list tags pgmux's connections use.
 struct PoolLink : ListNode {};   // One of a Pool's lists (opening, idle, waiting, ...).
 struct LoginLink : ListNode {};  // The Proxy's list of clients still logging in.
+// The Proxy's list of clients that have not sent a complete startup packet.
+struct StartupLink : ListNode {};
+struct CancelLink : ListNode {};  // The Proxy's list of cancel requests in flight.
 
 }  // namespace pgmux::proxy

@@ -90,9 +90,17 @@ class Pool {
   const config::Database& database() const { return database_; }
   Upstream& upstream() { return upstream_; }
   const std::string& name() const { return database_.name; }
-  // TLS towards the upstream, or nullptr when sslmode is disable or allow.
+  // TLS towards the upstream, or nullptr when sslmode is disable.
   const TlsContext* upstream_tls() const { return upstream_tls_.get(); }
   void set_upstream_tls(std::unique_ptr<TlsContext> context) { upstream_tls_ = std::move(context); }
+  // Whether a new server sends an SSLRequest first: always with a context,
+  // but under sslmode=allow only once the upstream has refused a plaintext
+  // login (libpq's allow then retries with TLS; the pool remembers it).
+  bool asks_for_tls() const {
+    return upstream_tls_ != nullptr &&
+           (database_.upstream.sslmode != config::SslMode::kAllow || plaintext_refused_);
+  }
+  void on_plaintext_refused() { plaintext_refused_ = true; }
 
   // ---- Clients ----
   // A logged-in client needs the welcome (ParameterStatus set): sent at once
@@ -157,6 +165,7 @@ class Pool {
   const config::Database& database_;
   Upstream& upstream_;
   std::unique_ptr<TlsContext> upstream_tls_;
+  bool plaintext_refused_ = false;  // sslmode=allow: see asks_for_tls().
   std::vector<std::pair<std::string, std::string>> welcome_params_;
   std::vector<std::pair<std::string, std::string>> baseline_;  // Normalised names.
   StatementRegistry statements_;

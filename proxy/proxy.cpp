@@ -19,6 +19,11 @@ using protocol::Error;
 namespace {
 
 constexpr uint64_t kJanitorPeriodMs = 100;
+// A client has this long from accept to a complete startup packet (after the
+// TLS handshake, if it asks for TLS): a stalled or partial SSLRequest,
+// StartupMessage or CancelRequest is cut off long before
+// client_login_timeout, as a legitimate client sends its packet at once.
+constexpr uint64_t kStartupTimeoutMs = 5000;
 
 }  // namespace
 
@@ -74,7 +79,8 @@ protocol::Status Proxy::start() {
   }
   for (auto& pool : pools_) {
     const config::Upstream& up = pool->database().upstream;
-    if (up.sslmode == config::SslMode::kDisable || up.sslmode == config::SslMode::kAllow) continue;
+    // allow needs a context too: it retries a refused plaintext login with TLS.
+    if (up.sslmode == config::SslMode::kDisable) continue;
     auto context = TlsContext::client(verify_for(up.sslmode, up.sslrootcert), up.sslrootcert,
                                       up.sslcert, up.sslkey);
     if (!context) {
@@ -152,6 +158,11 @@ void Proxy::stop() {
     uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
   }
   for (auto& pool : pools_) pool->close_all();
+  for (CancelConn* cancel = cancel_order_.front(); cancel != nullptr;) {
+    CancelConn* next = cancel_order_.next(cancel);
+    cancel->close();
+    cancel = next;
+  }
   for (auto& client : slots_) {
     if (client == nullptr) continue;
     if (client->state() == ClientConn::State::kIdle) {
@@ -189,6 +200,7 @@ void Proxy::accept_client() {
     return;
   }
   logging_in_.push_back(client);
+  starting_.push_back(client);
   client->start();
   if (client_count_ > config_.max_client_conn) {
     spdlog::warn("{}: refused: max_client_conn ({}) reached", client->tag(),
@@ -240,14 +252,20 @@ void Proxy::forward_cancel(int32_t pid, int32_t secret) {
     return;
   }
   spdlog::info("{}: forwarding a cancel request to {}", client->tag(), server->tag());
-  const uint64_t id = next_id();
   const TlsContext* tls = server->stream().tls() ? server->pool().upstream_tls() : nullptr;
-  auto owned = std::make_unique<CancelConn>(*this, id, server->backend_pid(),
-                                            server->backend_secret(), tls,
-                                            server->pool().database().upstream.host);
+  const config::Upstream& up = server->pool().database().upstream;
+  open_cancel(reinterpret_cast<const sockaddr*>(&server->peer_address()), server->backend_pid(),
+              server->backend_secret(), tls, up.host, up.sslsni);
+}
+
+void Proxy::open_cancel(const sockaddr* address, int32_t pid, int32_t secret, const TlsContext* tls,
+                        const std::string& host, bool sni) {
+  const uint64_t id = next_id();
+  auto owned = std::make_unique<CancelConn>(*this, id, pid, secret, tls, host, sni);
   CancelConn* cancel = owned.get();
   cancels_.emplace(id, std::move(owned));
-  cancel->start(reinterpret_cast<const sockaddr*>(&server->peer_address()));
+  cancel_order_.push_back(cancel);
+  cancel->start(address);
 }
 
 const protocol::ScramSecret& Proxy::scram_secret_for(const std::string& user,
@@ -270,7 +288,10 @@ void Proxy::on_client_closed(ClientConn* client) {
 
 void Proxy::on_server_closed(ServerConn* server) { servers_.erase(server->id()); }
 
-void Proxy::on_cancel_closed(CancelConn* cancel) { cancels_.erase(cancel->id()); }
+void Proxy::on_cancel_closed(CancelConn* cancel) {
+  if (static_cast<CancelLink*>(cancel)->linked()) cancel_order_.remove(cancel);
+  cancels_.erase(cancel->id());
+}
 
 void Proxy::on_janitor(uv_timer_t* timer) { static_cast<Proxy*>(timer->data)->janitor_tick(); }
 
@@ -281,6 +302,24 @@ void Proxy::janitor_tick() {
     if (t < client->accepted_at() + login_ms) break;
     logging_in_.remove(client);
     client->fail(sqlstate::kProtocolViolation, "no complete startup packet within the login timeout");
+  }
+  // The startup deadline is the same for every client and the list is in
+  // accept order, so only its head can be late.
+  while (ClientConn* client = starting_.front()) {
+    if (t < client->accepted_at() + kStartupTimeoutMs) break;
+    starting_.remove(client);
+    client->fail(sqlstate::kProtocolViolation, "no complete startup packet within " +
+                                                   std::to_string(kStartupTimeoutMs / 1000) +
+                                                   " s of connecting");
+  }
+  // A cancel request that has not gone out by server_connect_timeout (an
+  // upstream that does not answer the SSLRequest, a connect that hangs) is
+  // given up; the same deadline for all, so again only the head can be late.
+  const auto connect_ms = static_cast<uint64_t>(config_.server_connect_timeout.count());
+  while (CancelConn* cancel = cancel_order_.front()) {
+    if (t < cancel->started_at() + connect_ms) break;
+    cancel_order_.remove(cancel);
+    cancel->time_out(connect_ms);
   }
   // Clients that gave a wrong password hear so only after the delay, which
   // slows down password guessing.

@@ -66,6 +66,9 @@ class Proxy {
   Pool* find_pool(std::string_view database);
   ServerConn* open_server(Pool& pool);
   IntrusiveList<ClientConn, LoginLink>& logging_in() { return logging_in_; }
+  // Clients that have not sent a complete startup packet yet (in accept
+  // order, so only the head can be late for the startup deadline).
+  IntrusiveList<ClientConn, StartupLink>& starting() { return starting_; }
   // Clients whose password was wrong, waiting out auth_failure_delay.
   IntrusiveList<ClientConn, LoginLink>& auth_failed() { return auth_failed_; }
   uint64_t count_auth_failure() { return ++auth_failures_; }
@@ -79,6 +82,12 @@ class Proxy {
   // Random cancel keys for clients; never the server's.
   void register_cancel_key(ClientConn* client);
   void forward_cancel(int32_t pid, int32_t secret);
+  // Sends a CancelRequest for the server key (pid, secret) to `address`,
+  // over TLS when `tls` is not nullptr (`host` and `sni` as for
+  // Stream::start_tls). Given up after server_connect_timeout.
+  void open_cancel(const sockaddr* address, int32_t pid, int32_t secret, const TlsContext* tls,
+                   const std::string& host, bool sni);
+  size_t cancels_in_flight() const { return cancels_.size(); }
 
   void on_client_closed(ClientConn* client);
   void on_server_closed(ServerConn* server);
@@ -121,7 +130,9 @@ class Proxy {
   size_t client_count_ = 0;
   std::unordered_map<uint64_t, std::unique_ptr<ServerConn>> servers_;
   std::unordered_map<uint64_t, std::unique_ptr<CancelConn>> cancels_;
+  IntrusiveList<CancelConn, CancelLink> cancel_order_;  // Oldest first.
   IntrusiveList<ClientConn, LoginLink> logging_in_;
+  IntrusiveList<ClientConn, StartupLink> starting_;
   IntrusiveList<ClientConn, LoginLink> auth_failed_;
   uint64_t auth_failures_ = 0;
   std::unique_ptr<TlsContext> client_tls_;

@@ -126,8 +126,9 @@ void ServerConn::on_connected(uv_connect_t* req, int status) {
     return;
   }
   self->stream_.start_reading();
-  if (self->pool_.upstream_tls() != nullptr) {
+  if (self->pool_.asks_for_tls()) {
     // 55.2.10: ask for TLS first; the answer is one unencrypted byte.
+    self->asked_for_tls_ = true;
     self->state_ = State::kTlsNegotiating;
     protocol::Bytes request;
     protocol::append_ssl_request(request);
@@ -155,11 +156,13 @@ void ServerConn::process_tls_answer() {
       return;
     }
     state_ = State::kTlsHandshake;
-    stream_.start_tls(*pool_.upstream_tls(), up.host);
+    stream_.start_tls(*pool_.upstream_tls(), up.host, up.sslsni);
     return;
   }
   if (answer == 'N') {
-    if (up.sslmode == config::SslMode::kPrefer) {
+    // allow asks only after a refused plaintext login and, as libpq, goes on
+    // in plaintext if the server says no (a refusal then is final).
+    if (up.sslmode == config::SslMode::kPrefer || up.sslmode == config::SslMode::kAllow) {
       state_ = State::kLoggingIn;
       send_startup();
       return;
@@ -352,6 +355,21 @@ bool ServerConn::handle_login_message(char type, protocol::ByteView message) {
         return false;
       }
       const bool capacity = protocol::is_capacity_refusal(fields->sqlstate, fields->message);
+      if (!capacity && up.sslmode == config::SslMode::kAllow && !asked_for_tls_ &&
+          pool_.upstream_tls() != nullptr) {
+        // libpq's allow: a plaintext login the server refuses (pg_hba.conf
+        // with only hostssl for this user answers 28000 "... no encryption")
+        // is tried again with TLS. The pool remembers, so this server's
+        // replacement, which it opens at once as this one closes, and every
+        // later one ask for TLS first; waiting clients are not told.
+        spdlog::info(
+            "{}: the upstream refused a plaintext login ({} {}); trying TLS "
+            "(sslmode=allow)",
+            tag_, fields->sqlstate, fields->message);
+        pool_.on_plaintext_refused();
+        close("plaintext login refused under sslmode=allow");
+        return false;
+      }
       login_failed(Error{std::string(fields->sqlstate), std::string(fields->message)},
                    capacity ? LoginFailure::kNoCapacity : LoginFailure::kRejected);
       return false;

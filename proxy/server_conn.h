@@ -185,6 +185,7 @@ class ServerConn final : public PoolLink, private StreamEvents {
   uv_connect_t connect_req_{};
   bool resolve_pending_ = false;
   bool stream_closed_ = false;
+  bool asked_for_tls_ = false;  // An SSLRequest went first (whatever the answer).
   sockaddr_storage peer_{};
 
   uint64_t opened_at_ = 0;

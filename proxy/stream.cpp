@@ -167,8 +167,8 @@ void Stream::raw_write_owned(std::string bytes) {
   write.release();  // Freed in on_owned_written.
 }
 
-void Stream::start_tls(const TlsContext& context, const std::string& host) {
-  tls_ = std::make_unique<TlsSession>(context, host);
+void Stream::start_tls(const TlsContext& context, const std::string& host, bool sni) {
+  tls_ = std::make_unique<TlsSession>(context, host, sni);
   if (!context.is_server()) on_tls_input();  // The client speaks first: ClientHello.
 }
 

@@ -85,8 +85,13 @@ class Stream {
   // context (`host` is the client role's SNI and verification name).
   // REQUIRES: input() holds no unread bytes (they would be plaintext that an
   // attacker injected before the handshake; the caller refuses them).
-  void start_tls(const TlsContext& context, const std::string& host = {});
+  // `sni`: the client role sends sni_for(host, sni) as Server Name
+  // Indication (the URL's sslsni).
+  void start_tls(const TlsContext& context, const std::string& host = {}, bool sni = true);
   bool tls() const { return tls_ != nullptr; }
+  // TLS was started and its handshake has not finished: nothing can be
+  // written yet (there is no session to encrypt with).
+  bool tls_handshaking() const { return tls_ != nullptr && !tls_->handshake_done(); }
   TlsSession* tls_session() { return tls_.get(); }
   // Why the last TLS operation failed (on_eof then has status UV_EPROTO).
   const std::string& tls_error() const;

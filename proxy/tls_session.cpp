@@ -177,7 +177,12 @@ Result<std::unique_ptr<TlsContext>> TlsContext::client(TlsVerify verify,
   return context;
 }
 
-TlsSession::TlsSession(const TlsContext& context, const std::string& host) {
+std::string sni_for(const std::string& host, bool sni) {
+  if (!sni || is_ip_literal(host)) return {};
+  return host;
+}
+
+TlsSession::TlsSession(const TlsContext& context, const std::string& host, bool sni) {
   ERR_clear_error();
   ssl_ = SSL_new(context.get());
   in_ = BIO_new(BIO_s_mem());
@@ -196,8 +201,8 @@ TlsSession::TlsSession(const TlsContext& context, const std::string& host) {
   }
   SSL_set_connect_state(ssl_);
   const bool ip = is_ip_literal(host);
-  // RFC 6066, section 3: SNI carries DNS names only.
-  if (!host.empty() && !ip && SSL_set_tlsext_host_name(ssl_, host.c_str()) != 1) {
+  if (const std::string name = sni_for(host, sni);
+      !name.empty() && SSL_set_tlsext_host_name(ssl_, name.c_str()) != 1) {
     die("SSL_set_tlsext_host_name");
   }
   if (context.verify() == TlsVerify::kFull) {

@@ -55,11 +55,17 @@ class TlsContext {
   std::string end_point_;
 };
 
+// The Server Name Indication a TLS client sends for `host`: the host itself,
+// or nothing (empty) when `sni` is false (the URL's sslsni=0) or the host is
+// an IP address literal (RFC 6066, section 3: SNI carries DNS names only),
+// as libpq does.
+std::string sni_for(const std::string& host, bool sni);
+
 class TlsSession {
  public:
-  // `host`: client role only: sent as SNI (unless it is an IP address) and
-  // checked against the certificate with TlsVerify::kFull.
-  TlsSession(const TlsContext& context, const std::string& host = {});
+  // `host`: client role only: checked against the certificate with
+  // TlsVerify::kFull, and sent as sni_for(host, sni).
+  TlsSession(const TlsContext& context, const std::string& host = {}, bool sni = true);
   ~TlsSession();
   TlsSession(const TlsSession&) = delete;
   TlsSession& operator=(const TlsSession&) = delete;

@@ -259,6 +259,59 @@ TEST_CASE("TlsSession: garbage from the peer is a handshake error, not a crash")
   CHECK(s.error().message.find("TLS handshake failed: ") == 0);
 }
 
+// Records the SNI each ClientHello carried ("" for none) on the server side.
+int record_servername(SSL* ssl, int* /*alert*/, void* arg) {
+  const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  static_cast<std::vector<std::string>*>(arg)->emplace_back(name != nullptr ? name : "");
+  return SSL_TLSEXT_ERR_OK;
+}
+
+TEST_CASE("sni_for: the host name unless sslsni=0, never an IP address literal") {
+  CHECK(sni_for("db.example.com", true) == "db.example.com");
+  CHECK(sni_for("db.example.com", false) == "");
+  CHECK(sni_for("127.0.0.1", true) == "");
+  CHECK(sni_for("::1", true) == "");
+  CHECK(sni_for("", true) == "");
+}
+
+TEST_CASE(
+    "TlsSession: SNI is sent with sslsni=1 only, and verify-full checks the name either way") {
+  const auto& pki = test_pki();
+  auto server_ctx = server_context(pki.server_cert, pki.server_key);
+  std::vector<std::string> seen;
+  SSL_CTX_set_tlsext_servername_callback(server_ctx->get(), record_servername);
+  SSL_CTX_set_tlsext_servername_arg(server_ctx->get(), &seen);
+  auto none_ctx = client_context(TlsVerify::kNone, "");
+  auto full_ctx = client_context(TlsVerify::kFull, pki.ca_cert);
+  struct Case {
+    const TlsContext* context;
+    const char* host;
+    bool sni;
+    const char* expected_sni;
+    bool succeeds;
+  };
+  const Case cases[] = {
+      {none_ctx.get(), "localhost", true, "localhost", true},
+      {none_ctx.get(), "localhost", false, "", true},
+      {none_ctx.get(), "127.0.0.1", true, "", true},
+      {full_ctx.get(), "localhost", false, "", true},
+      {full_ctx.get(), "wrong.example", false, "", false},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.host);
+    CAPTURE(c.sni);
+    seen.clear();
+    // Built as Stream::start_tls builds it for ServerConn and CancelConn.
+    TlsSession client(*c.context, c.host, c.sni);
+    TlsSession server(*server_ctx);
+    const std::string error = handshake(client, server);
+    CAPTURE(error);
+    CHECK(error.empty() == c.succeeds);
+    REQUIRE(seen.size() == 1);
+    CHECK(seen[0] == c.expected_sni);
+  }
+}
+
 TEST_CASE("TlsContext: missing or mismatched files are errors naming the file") {
   const auto& pki = test_pki();
   auto missing = TlsContext::server(pki.dir + "/nope.crt", pki.server_key);

@@ -108,6 +108,69 @@ TEST_CASE("upstream TLS: verify-full succeeds, and a wrong CA or host name fails
   }
 }
 
+TEST_CASE("upstream sslmode=allow: plaintext first, TLS when pg_hba.conf insists") {
+  PgServer pg(PgOptions{.max_connections = 200, .extra_conf = {}, .ssl = true});
+  config::Config config = make_config(pg);
+  config.databases[0].upstream.sslmode = config::SslMode::kAllow;
+  config.min_server_connections = 2;
+  const std::string ssl_sql = "select ssl::text from pg_stat_ssl where pid = pg_backend_pid()";
+  {
+    ProxyRunner proxy(config);
+    CHECK(query_one(proxy.conninfo(), ssl_sql) == "false");
+  }
+
+  // Only TLS for the application's user; the fixture's superuser as before.
+  pg.set_hba(
+      "local all all trust\n"
+      "host all postgres 127.0.0.1/32 trust\n"
+      "hostssl all app_scram 127.0.0.1/32 scram-sha-256\n");
+  // The reload is asynchronous: wait until a plaintext login is refused.
+  const std::string direct = "host=127.0.0.1 port=" + std::to_string(pg.port()) +
+                             " dbname=app user=" + kScramUser + " password=" + kScramPassword;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (try_connect(direct + " sslmode=disable").find("no pg_hba.conf entry") ==
+         std::string::npos) {
+    REQUIRE(std::chrono::steady_clock::now() < deadline);
+  }
+  CHECK(try_connect(direct + " sslmode=require") == "");
+
+  ProxyRunner proxy(config);
+  CHECK(query_one(proxy.conninfo(), ssl_sql) == "true");
+  CHECK(query_one(proxy.conninfo(), "select 42") == "42");
+  // Every server pgmux holds (the warm ones too) went straight to TLS or
+  // retried with it.
+  CHECK(pg.query_value("select count(*) from pg_stat_ssl join pg_stat_activity using (pid) "
+                       "where usename = 'app_scram' and not ssl") == "0");
+  CHECK(pg.query_value("select count(*) > 0 from pg_stat_ssl join pg_stat_activity using (pid) "
+                       "where usename = 'app_scram' and ssl") == "t");
+}
+
+TEST_CASE("upstream sslmode=allow: a server without TLS that refuses plaintext fails the client") {
+  PgServer pg;  // ssl = off
+  pg.set_hba(
+      "local all all trust\n"
+      "host all postgres 127.0.0.1/32 trust\n"
+      "hostssl all app_scram 127.0.0.1/32 scram-sha-256\n");
+  const std::string direct = "host=127.0.0.1 port=" + std::to_string(pg.port()) +
+                             " dbname=app user=" + kScramUser + " password=" + kScramPassword +
+                             " sslmode=disable";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (try_connect(direct).find("no pg_hba.conf entry") == std::string::npos) {
+    REQUIRE(std::chrono::steady_clock::now() < deadline);
+  }
+  config::Config config = make_config(pg);
+  config.databases[0].upstream.sslmode = config::SslMode::kAllow;
+  config.min_server_connections = 0;
+  ProxyRunner proxy(config);
+  // Plaintext refused, TLS refused ('N'), plaintext again and refused: that
+  // refusal is final and reaches the client, no endless retry.
+  const auto start = std::chrono::steady_clock::now();
+  const std::string error = try_connect(proxy.conninfo());
+  INFO(error);
+  CHECK(error.find("no pg_hba.conf entry") != std::string::npos);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+}
+
 config::Config client_tls_config(config::ClientTls mode) {
   const TestPki& pki = test_pki();
   config::Config config = make_config(tls_pg());
