@@ -21,7 +21,7 @@ import re
 import statistics
 import sys
 
-TARGETS = ("direct", "pgmux", "pgbouncer")
+TARGETS = ("direct", "pgmux", "pgbouncer", "baseline")  # baseline: --baseline, an earlier pgmux
 
 
 # ---------------------------------------------------------------- pgbench-json
@@ -211,7 +211,7 @@ def cmd_report(a):
     meta = load(os.path.join(d, "meta.json")) or {}
     if meta:
         out.append(f"bench/compare  {meta.get('started', '')}")
-        for k in ("machine", "os", "postgresql", "pgbouncer", "pgmux", "harness", "command"):
+        for k in ("machine", "os", "postgresql", "pgbouncer", "pgmux", "baseline", "harness", "command"):
             if meta.get(k):
                 out.append(f"  {k}: {meta[k]}")
         out.append("")
@@ -285,6 +285,22 @@ def cmd_report(a):
             table(["clients", "TPS mux/pgb", "CPU mux/pgb", "p50 mux/pgb", "p99 mux/pgb",
                    "TPS mux/dir", "TPS pgb/dir", "p50 mux/dir", "p50 pgb/dir"], rows, out)
             out.append("")
+            if any((sc, c, "baseline") in med_by for c in counts):
+                out.append("pgmux against the baseline build (--baseline), ratios of the medians")
+                rows = []
+                for c in counts:
+                    g = lambda t, k: (med_by.get((sc, c, t)) or {}).get(k)  # noqa: E731
+                    rows.append([
+                        str(c),
+                        fratio(ratio(g("pgmux", "tps"), g("baseline", "tps"))),
+                        fratio(ratio(g("pgmux", "cpu_us_per_txn"), g("baseline", "cpu_us_per_txn"))),
+                        fratio(ratio(g("pgmux", "mean_us"), g("baseline", "mean_us"))),
+                        fratio(ratio(g("pgmux", "p50_us"), g("baseline", "p50_us"))),
+                        fratio(ratio(g("pgmux", "p99_us"), g("baseline", "p99_us"))),
+                    ])
+                table(["clients", "TPS mux/base", "CPU mux/base", "mean mux/base", "p50 mux/base",
+                       "p99 mux/base"], rows, out)
+                out.append("")
 
             if 1 in counts:
                 g = lambda t: (med_by.get((sc, 1, t)) or {}).get("p50_us")  # noqa: E731
