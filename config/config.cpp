@@ -268,7 +268,7 @@ Result<Duration> parse_duration(std::string_view text) {
 
 namespace detail {
 
-const std::array<KeySpec, 25> kScalarKeys = {{
+const std::array<KeySpec, 26> kScalarKeys = {{
     {"listen", KeyKind::kListen},
     {"max_client_conn", KeyKind::kCount, &Config::max_client_conn},
     {"client_login_timeout", KeyKind::kDuration, nullptr, &Config::client_login_timeout},
@@ -288,6 +288,7 @@ const std::array<KeySpec, 25> kScalarKeys = {{
     {"server_connect_timeout", KeyKind::kDuration, nullptr, &Config::server_connect_timeout},
     {"server_retry_initial", KeyKind::kDuration, nullptr, &Config::server_retry_initial},
     {"server_retry_max", KeyKind::kDuration, nullptr, &Config::server_retry_max},
+    {"server_probe_interval", KeyKind::kDuration, nullptr, &Config::server_probe_interval},
     {"max_prepared_statements", KeyKind::kCount, &Config::max_prepared_statements},
     {"session_pinning", KeyKind::kSessionPinning},
     {"max_pinned_server_connections", KeyKind::kCount, &Config::max_pinned_server_connections},
@@ -692,6 +693,11 @@ Status validate(const Config& c) {
     return config_error(
         "server_retry_initial is greater than server_retry_max; lower server_retry_initial or "
         "raise server_retry_max (defaults 500ms and 8s)");
+  }
+  if (c.server_probe_interval < Duration::zero()) {
+    return config_error(
+        "server_probe_interval must not be negative; the default is \"250ms\" (0 turns probes "
+        "off)");
   }
   if (c.max_message_size < 8192) {
     return config_error("max_message_size is " + std::to_string(c.max_message_size) +

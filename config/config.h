@@ -108,6 +108,10 @@ struct Config {
   // initial value up to the max, with +-25 % jitter.
   Duration server_retry_initial = std::chrono::milliseconds(500);
   Duration server_retry_max = std::chrono::seconds(8);
+  // While backing off from an upstream that is down (unreachable, or 57P03),
+  // a bare TCP connect probes it this often; when one connects, the backoff
+  // ends. 0 turns probes off.
+  Duration server_probe_interval = std::chrono::milliseconds(250);
 
   // Transaction-mode compatibility.
   // Named prepared statements each server keeps (least recently used go).

@@ -75,6 +75,7 @@ TEST_CASE("defaults mirror the documented ones") {
   CHECK(c.server_connect_timeout == 5s);
   CHECK(c.server_retry_initial == 500ms);
   CHECK(c.server_retry_max == 8s);
+  CHECK(c.server_probe_interval == 250ms);
   CHECK(c.max_message_size == 1024u * 1024u * 1024u);
   CHECK(c.log_level == "info");
   CHECK(c.databases.empty());
@@ -181,6 +182,7 @@ server_check_delay = "0"
 server_connect_timeout = "3s"
 server_retry_initial = "250ms"
 server_retry_max = "1m"
+server_probe_interval = "100ms"
 max_message_size = 65536
 max_prepared_statements = 50
 session_pinning = "refuse"
@@ -211,6 +213,7 @@ url = "host=replica.internal user=reporter dbname=appdb"
   CHECK(c.server_connect_timeout == 3s);
   CHECK(c.server_retry_initial == 250ms);
   CHECK(c.server_retry_max == 1min);
+  CHECK(c.server_probe_interval == 100ms);
   CHECK(c.max_message_size == 65536);
   CHECK(c.max_prepared_statements == 50);
   CHECK(c.session_pinning == SessionPinning::kRefuse);
@@ -321,6 +324,7 @@ TEST_CASE("load: file, DATABASE_URL, PGMUX_* overrides, in that order") {
       {"PGMUX_MIN_SERVER_CONNECTIONS", "3"},
       {"PGMUX_QUERY_WAIT_TIMEOUT", "2m"},
       {"PGMUX_SERVER_LIFETIME", "600"},
+      {"PGMUX_SERVER_PROBE_INTERVAL", "0"},
       {"PGMUX_LISTEN", "0.0.0.0:0"},
       {"PGMUX_LOG_LEVEL", ""},  // Empty counts as unset.
   });
@@ -330,6 +334,7 @@ TEST_CASE("load: file, DATABASE_URL, PGMUX_* overrides, in that order") {
   CHECK(r->min_server_connections == 3);
   CHECK(r->query_wait_timeout == 2min);
   CHECK(r->server_lifetime == 600s);
+  CHECK(r->server_probe_interval == 0ms);  // 0 turns probes off.
   CHECK(r->listen_host == "0.0.0.0");
   CHECK(r->listen_port == 0);
   CHECK(r->log_level == "warn");
@@ -423,6 +428,12 @@ TEST_CASE("validate: every rule names its key") {
   c = valid_config();
   c.server_retry_initial = 10s;
   CHECK(contains(validate_error(c), "server_retry_initial"));
+
+  c = valid_config();
+  c.server_probe_interval = Duration::zero();
+  CHECK(validate(c).ok());
+  c.server_probe_interval = -1ms;
+  CHECK(contains(validate_error(c), "server_probe_interval"));
 
   c = valid_config();
   c.max_message_size = 8191;

@@ -368,7 +368,7 @@ void ClientConn::finish_login() {
   pool_->request_welcome(this);
 }
 
-void ClientConn::welcome(const std::vector<std::pair<std::string, std::string>>& params) {
+void ClientConn::welcome(const ParameterList& params) {
   // The startup packet's settings become this client's session: reported
   // parameters that differ from a fresh server's, and any other setting.
   std::vector<std::pair<std::string, std::string>> settings;
@@ -443,6 +443,7 @@ void ClientConn::process_idle() {
     if ((frame.type == 'P' || frame.type == 'C') && answer_without_server()) continue;
     // Reading goes on while the client waits (stopping and starting it
     // costs system calls on every transaction), until it sends more.
+    state_ = State::kWaitingForServer;  // Until acquire attaches a server.
     pool_->acquire(this);
     return;
   }
@@ -456,7 +457,8 @@ void ClientConn::finish_discard() {
   stream_.write_owned(out);
 }
 
-void ClientConn::attach(ServerConn* server) {
+void ClientConn::attach(PooledServer* pooled) {
+  auto* server = static_cast<ServerConn*>(pooled);  // Every pooled server is a ServerConn.
   server_ = server;
   state_ = State::kActive;
   message_left_ = 0;
@@ -542,7 +544,9 @@ void ClientConn::shut(bool after_writes) {
       proxy_.logging_in().remove(this);
     }
   }
-  if (pool_ != nullptr && static_cast<PoolLink*>(this)->linked()) pool_->forget(this);
+  // The pool list the client is on, not its state (already kClosing), says
+  // what to unlink it from.
+  if (pool_ != nullptr && pool_list != PoolList::kNone) pool_->forget(this);
   if (server_ != nullptr) {
     ServerConn* server = server_;
     server_ = nullptr;

@@ -34,6 +34,7 @@
 #include "protocol/result.h"
 #include "protocol/scram_server.h"
 #include "proxy/list.h"
+#include "proxy/pool_member.h"
 #include "proxy/relay.h"
 #include "proxy/session_params.h"
 #include "proxy/statements.h"
@@ -45,7 +46,7 @@ class Proxy;
 class Pool;
 class ServerConn;
 
-class ClientConn final : public PoolLink,
+class ClientConn final : public PooledClient,
                          public LoginLink,
                          public StartupLink,
                          private StreamEvents {
@@ -68,13 +69,12 @@ class ClientConn final : public PoolLink,
   uint64_t id() const { return id_; }
   uint32_t slot() const { return slot_; }  // In the Proxy's registry.
   State state() const { return state_; }
-  const std::string& tag() const { return tag_; }
+  const std::string& tag() const override { return tag_; }
   Stream& stream() { return stream_; }
   Pool* pool() const { return pool_; }
   ServerConn* server() const { return server_; }
   // While logging in only (0 afterwards).
   uint64_t accepted_at() const { return login_ ? login_->accepted_at : 0; }
-  uint64_t waiting_since() const { return waiting_since_; }
   int32_t cancel_pid() const { return cancel_pid_; }
   int32_t cancel_secret() const { return cancel_secret_; }
   uint64_t auth_failed_at() const { return login_ ? login_->auth_failed_at : 0; }
@@ -95,19 +95,18 @@ class ClientConn final : public PoolLink,
   // ---- Called by Pool ----
   // Sends AuthenticationOk, the pool's ParameterStatus set, BackendKeyData
   // and ReadyForQuery.
-  void welcome(const std::vector<std::pair<std::string, std::string>>& params);
-  void set_waiting(uint64_t now) {
-    state_ = State::kWaitingForServer;
-    waiting_since_ = now;
-  }
-  void attach(ServerConn* server);
-  void on_server_released();
+  void welcome(const ParameterList& params) override;
+  // REQUIRES: `server` is a ServerConn.
+  void attach(PooledServer* server) override;
+  void on_server_released() override;
   // The current request gets an ERROR; the connection stays usable.
-  void fail_request(std::string_view sqlstate, std::string_view message, std::string_view hint);
+  void fail_request(std::string_view sqlstate, std::string_view message,
+                    std::string_view hint) override;
   // FATAL, then the connection closes. During the TLS handshake there is no
   // channel to send it on: the connection closes without a word (the reason
   // is logged).
-  void fail(std::string_view sqlstate, std::string_view message, std::string_view hint = {});
+  void fail(std::string_view sqlstate, std::string_view message,
+            std::string_view hint = {}) override;
 
   // ---- Called by the attached ServerConn ----
   void on_server_lost();
@@ -177,7 +176,6 @@ class ClientConn final : public PoolLink,
   Stream stream_;
   Pool* pool_ = nullptr;
   ServerConn* server_ = nullptr;
-  uint64_t waiting_since_ = 0;
   int32_t cancel_pid_ = 0;
   int32_t cancel_secret_ = 0;
 

@@ -4,10 +4,11 @@
 
 #include <algorithm>
 #include <array>
+#include <cassert>
 #include <optional>
 
 #include "protocol/sqlstate.h"
-#include "proxy/proxy.h"
+#include "proxy/session_params.h"
 
 namespace pgmux::proxy {
 namespace sqlstate = protocol::sqlstate;
@@ -26,46 +27,26 @@ std::string seconds_text(uint64_t ms) {
 
 }  // namespace
 
-// ---- Upstream ---------------------------------------------------------------
-
-Upstream::Upstream(std::string endpoint, uint32_t cap, const config::Config& config)
-    : endpoint_(std::move(endpoint)),
-      cap_(cap),
-      retry_initial_ms_(static_cast<uint64_t>(config.server_retry_initial.count())),
-      retry_max_ms_(static_cast<uint64_t>(config.server_retry_max.count())) {}
-
-uint64_t Upstream::on_failure(TimeMs now, std::mt19937_64& rng) {
-  ++failures_;
-  uint64_t delay = retry_initial_ms_;
-  for (uint32_t i = 1; i < failures_ && delay < retry_max_ms_; ++i) delay *= 2;
-  delay = std::min(delay, retry_max_ms_);
-  // +-25 % jitter, so many pgmux instances do not retry in lockstep.
-  std::uniform_real_distribution<double> jitter(0.75, 1.25);
-  delay = static_cast<uint64_t>(static_cast<double>(delay) * jitter(rng));
-  retry_at_ = now + delay;
-  return delay;
-}
-
-// ---- Pool ---------------------------------------------------------------------
-
-Pool::Pool(Proxy& proxy, const config::Database& database, Upstream& upstream)
-    : proxy_(proxy), database_(database), upstream_(upstream) {
+Pool::Pool(PoolHost& host, const config::Database& database, Upstream& upstream)
+    : host_(host), database_(database), upstream_(upstream) {
   upstream_.pools().push_back(this);
 }
 
-void Pool::request_welcome(ClientConn* client) {
+// ---- Clients ----------------------------------------------------------------
+
+void Pool::request_welcome(PooledClient* client) {
   if (has_welcome()) {
     client->welcome(welcome_params_);
     return;
   }
-  welcome_.push_back(client);
-  launch_if_needed(proxy_.now());
+  link(client, PoolList::kWelcome);
+  launch_if_needed(host_.now());
 }
 
-void Pool::acquire(ClientConn* client) {
-  const TimeMs now = proxy_.now();
-  const auto check_ms = static_cast<uint64_t>(proxy_.config().server_check_delay.count());
-  while (ServerConn* server = idle_.front()) {
+void Pool::acquire(PooledClient* client) {
+  const TimeMs now = host_.now();
+  const auto check_ms = static_cast<uint64_t>(host_.config().server_check_delay.count());
+  while (PooledServer* server = idle_.front()) {
     // A server that died while idle is never handed out: nothing of the
     // client's request has gone anywhere yet, so the next one is tried.
     if (!server->seems_alive()) {
@@ -82,33 +63,38 @@ void Pool::acquire(ClientConn* client) {
     attach(server, client);
     return;
   }
-  client->set_waiting(now);
-  waiting_.push_back(client);
+  link(client, PoolList::kWaiting);
   launch_if_needed(now);
 }
 
-void Pool::forget(ClientConn* client) {
-  if (client->state() == ClientConn::State::kWaitingForServer) {
-    waiting_.remove(client);
-  } else {
-    welcome_.remove(client);
-  }
-}
+void Pool::forget(PooledClient* client) { unlink(client); }
 
-void Pool::attach(ServerConn* server, ClientConn* client) {
+void Pool::attach(PooledServer* server, PooledClient* client) {
   link(server, PoolList::kActive);
   server->attach(client);
   client->attach(server);
 }
 
-void Pool::on_server_opening(ServerConn* server) {
-  link(server, PoolList::kOpening);
-  upstream_.on_opened();
+void Pool::fail_waiters(const protocol::Error& error) {
+  const std::string message = "pgmux could not log in to the upstream: " + error.message;
+  while (PooledClient* client = pop(PoolList::kWelcome)) client->fail(error.sqlstate, message, {});
+  while (PooledClient* client = pop(PoolList::kWaiting)) {
+    client->fail_request(error.sqlstate, message, {});
+  }
 }
 
-void Pool::on_server_ready(ServerConn* server) {
+// ---- Servers ----------------------------------------------------------------
+
+void Pool::on_server_opening(PooledServer* server) {
+  link(server, PoolList::kOpening);
+  upstream_.on_opening();
+}
+
+void Pool::on_server_ready(PooledServer* server) {
+  const bool was_failing = upstream_.failures() > 0;
+  upstream_.on_logged_in();
   unlink(server);
-  if (upstream_.failures() > 0) {
+  if (was_failing) {
     spdlog::info("{}: the upstream accepts connections again", server->tag());
   }
   upstream_.on_success();
@@ -116,14 +102,20 @@ void Pool::on_server_ready(ServerConn* server) {
     welcome_params_ = server->parameters();
     if (welcome_params_.empty()) welcome_params_.emplace_back("server_version", "unknown");
     set_baseline();
-    while (ClientConn* client = welcome_.pop_front()) client->welcome(welcome_params_);
+    while (PooledClient* client = pop(PoolList::kWelcome)) client->welcome(welcome_params_);
   }
   offer(server);
-  // A good login after a failure: open the rest of what waiting clients need.
-  launch_if_needed(proxy_.now());
+  // A good login after a failure: every pool on the upstream opens the rest
+  // of what its waiting clients need, not only this one.
+  const TimeMs now = host_.now();
+  if (!was_failing) {
+    launch_if_needed(now);
+    return;
+  }
+  for (Pool* pool : upstream_.pools()) pool->launch_if_needed(now);
 }
 
-void Pool::on_server_checked(ServerConn* server) {
+void Pool::on_server_checked(PooledServer* server) {
   unlink(server);
   offer(server);
 }
@@ -131,8 +123,8 @@ void Pool::on_server_checked(ServerConn* server) {
 void Pool::set_baseline() {
   // Reported parameters a session cannot change are not tracked.
   static constexpr std::array<std::string_view, 7> kFixed = {
-      "server_version", "server_encoding", "integer_datetimes",   "is_superuser",
-      "session_authorization", "in_hot_standby", "scram_iterations"};
+      "server_version",        "server_encoding", "integer_datetimes", "is_superuser",
+      "session_authorization", "in_hot_standby",  "scram_iterations"};
   baseline_.clear();
   for (const auto& [name, value] : welcome_params_) {
     std::optional<std::string> normal = normalise_param_name(name);
@@ -148,65 +140,69 @@ const std::string* Pool::baseline_value(std::string_view name) const {
   return nullptr;
 }
 
-void Pool::release(ServerConn* server) {
-  ClientConn* client = server->client();
+void Pool::release(PooledServer* server) {
+  PooledClient* client = server->pooled_client();
   unlink(server);
   server->detach();
   offer(server);
   if (client != nullptr) client->on_server_released();
 }
 
-void Pool::offer(ServerConn* server) {
-  const TimeMs now = proxy_.now();
-  if (now >= server->expires_at() && !proxy_.stopping()) {
+void Pool::offer(PooledServer* server) {
+  if (host_.now() >= server->expires_at() && !host_.stopping()) {
     // Recycled at a transaction boundary only, never mid-transaction.
     server->close("server_lifetime reached");
     return;
   }
-  if (ClientConn* client = waiting_.pop_front()) {
+  if (PooledClient* client = pop(PoolList::kWaiting)) {
     attach(server, client);
     return;
   }
   link(server, PoolList::kIdle, /*front=*/true);
 }
 
-void Pool::on_server_login_failed(ServerConn* server, const protocol::Error& error,
+void Pool::on_server_login_failed(PooledServer* server, const protocol::Error& error,
                                   LoginFailure kind) {
-  const TimeMs now = proxy_.now();
+  const TimeMs now = host_.now();
   upstream_.set_last_error(error.sqlstate + " " + error.message);
-  const uint64_t delay = upstream_.on_failure(now, proxy_.rng());
+  // 57P03 (starting up, shutting down) is "no capacity" to the clients, who
+  // keep waiting, but the upstream is going down or coming up, not full: a
+  // probe can tell when it is back, as for an unreachable one.
+  const bool down =
+      kind == LoginFailure::kUnreachable || error.sqlstate == sqlstate::kCannotConnectNow;
+  const uint64_t delay = upstream_.on_failure(
+      now, host_.rng(), down ? Upstream::Outage::kDown : Upstream::Outage::kFull);
   const size_t waiting = waiting_.size() + welcome_.size();
+  // One warning per backoff step; probes log at debug.
+  const char* sooner = down && upstream_.probes() ? ", or as soon as a probe connects" : "";
   if (kind == LoginFailure::kNoCapacity) {
-    spdlog::warn("{}: no capacity upstream ({} {}); {} clients waiting; retrying in {} ms",
-                 server->tag(), error.sqlstate, error.message, waiting, delay);
+    spdlog::warn("{}: no capacity upstream ({} {}); {} clients waiting; retrying in {} ms{}",
+                 server->tag(), error.sqlstate, error.message, waiting, delay, sooner);
     return;
   }
   if (kind == LoginFailure::kUnreachable) {
-    spdlog::warn("{}: {}; {} clients waiting; retrying in {} ms", server->tag(), error.message,
-                 waiting, delay);
+    spdlog::warn("{}: {}; {} clients waiting; retrying in {} ms{}", server->tag(), error.message,
+                 waiting, delay, sooner);
     return;
   }
   // The upstream rejected the login itself (wrong password, no such
   // database...): waiting would not help, so tell the clients now.
-  spdlog::error("{}: the upstream rejected pgmux's login: {} {}; failing {} waiting clients; "
-                "retrying in {} ms",
-                server->tag(), error.sqlstate, error.message, waiting, delay);
+  spdlog::error(
+      "{}: the upstream rejected pgmux's login: {} {}; failing {} waiting clients; "
+      "retrying in {} ms",
+      server->tag(), error.sqlstate, error.message, waiting, delay);
   fail_waiters(error);
 }
 
-void Pool::fail_waiters(const protocol::Error& error) {
-  const std::string message = "pgmux could not log in to the upstream: " + error.message;
-  while (ClientConn* client = welcome_.pop_front()) client->fail(error.sqlstate, message);
-  while (ClientConn* client = waiting_.pop_front()) client->fail_request(error.sqlstate, message, {});
-}
-
-void Pool::on_server_closed(ServerConn* server) {
+void Pool::on_server_closed(PooledServer* server) {
+  upstream_.on_closed(server->pool_list == PoolList::kOpening);
   unlink(server);
-  upstream_.on_closed();
-  if (!proxy_.stopping()) launch_if_needed(proxy_.now());
+  if (!host_.stopping()) launch_if_needed(host_.now());
 }
 
-IntrusiveList<ServerConn, PoolLink>& Pool::list(PoolList where) {
+// ---- Lists ------------------------------------------------------------------
+
+Pool::ServerList& Pool::servers(PoolList where) {
   switch (where) {
     case PoolList::kOpening:
       return opening_;
@@ -215,32 +211,63 @@ IntrusiveList<ServerConn, PoolLink>& Pool::list(PoolList where) {
     case PoolList::kChecking:
       return checking_;
     default:
+      assert(where == PoolList::kActive);
       return active_;
   }
 }
 
-void Pool::link(ServerConn* server, PoolList where, bool front) {
+Pool::ClientList& Pool::clients(PoolList where) {
+  assert(where == PoolList::kWaiting || where == PoolList::kWelcome);
+  return where == PoolList::kWaiting ? waiting_ : welcome_;
+}
+
+void Pool::link(PooledServer* server, PoolList where, bool front) {
   unlink(server);
   if (front) {
-    list(where).push_front(server);
+    servers(where).push_front(server);
   } else {
-    list(where).push_back(server);
+    servers(where).push_back(server);
   }
   server->pool_list = where;
 }
 
-void Pool::unlink(ServerConn* server) {
-  if (server->pool_list != PoolList::kNone) list(server->pool_list).remove(server);
+void Pool::unlink(PooledServer* server) {
+  if (server->pool_list != PoolList::kNone) servers(server->pool_list).remove(server);
   server->pool_list = PoolList::kNone;
 }
 
+void Pool::link(PooledClient* client, PoolList where) {
+  unlink(client);
+  clients(where).push_back(client);
+  client->pool_list = where;
+  client->pool_since = host_.now();
+}
+
+void Pool::unlink(PooledClient* client) {
+  if (client->pool_list != PoolList::kNone) clients(client->pool_list).remove(client);
+  client->pool_list = PoolList::kNone;
+}
+
+PooledClient* Pool::pop(PoolList where) {
+  PooledClient* client = clients(where).front();
+  if (client != nullptr) unlink(client);
+  return client;
+}
+
+// ---- Time and capacity ------------------------------------------------------
+
+bool Pool::wants_servers() const {
+  const size_t demand = waiting_.size() + (!has_welcome() && !welcome_.empty() ? 1 : 0);
+  return demand > opening_.size() + checking_.size() ||
+         server_count() < host_.config().min_server_connections;
+}
+
 void Pool::launch_if_needed(TimeMs now) {
-  if (proxy_.stopping()) return;
-  size_t demand = waiting_.size() + (!has_welcome() && !welcome_.empty() ? 1 : 0);
-  size_t supply = opening_.size() + checking_.size();
-  while (demand > supply && upstream_.may_connect(now)) {
-    // After a failure, probe with one connection before opening many.
-    if (upstream_.failures() > 0 && supply > 0) return;
+  if (host_.stopping()) return;
+  const size_t demand = waiting_.size() + (!has_welcome() && !welcome_.empty() ? 1 : 0);
+  // After a failure, may_open allows one login at a time until one succeeds.
+  // Servers being checked are on their way to a client, like those opening.
+  while (demand > opening_.size() + checking_.size() && upstream_.may_open(now)) {
     if (!upstream_.has_room()) {
       // The cap is shared: an idle server of another pool on this upstream
       // makes room for ours.
@@ -253,65 +280,92 @@ void Pool::launch_if_needed(TimeMs now) {
       }
       if (!freed) return;
     }
-    proxy_.open_server(*this);
-    ++supply;
+    const size_t before = opening_.size();
+    host_.open_server(*this);
+    // A server that failed at once is gone again (and the upstream backs off).
+    if (opening_.size() == before) return;
   }
 }
 
 bool Pool::give_up_idle_server() {
-  ServerConn* server = idle_.back();  // The coldest one.
+  PooledServer* server = idle_.back();  // The coldest one.
   if (server == nullptr) return false;
   server->close("its slot is needed by another database on the same upstream");
   return true;
 }
 
+void Pool::open_needed(TimeMs now) {
+  if (host_.stopping()) return;
+  // Keep min_server_connections warm (Supavisor drops a pool with no
+  // connection, and a warm pool answers the first query at once).
+  const uint32_t min = host_.config().min_server_connections;
+  while (server_count() < min && upstream_.has_room() && upstream_.may_open(now)) {
+    const size_t before = opening_.size();
+    host_.open_server(*this);
+    if (opening_.size() == before) break;
+  }
+  launch_if_needed(now);
+  if (wants_servers() && upstream_.wants_probe(now)) {
+    upstream_.on_probe_started(now);
+    spdlog::debug("{}: probing {}", database_.name, upstream_.endpoint());
+    host_.probe(*this);
+  }
+}
+
+void Pool::on_probe_done(bool connected) {
+  const TimeMs now = host_.now();
+  const bool ended = upstream_.on_probe_done(connected, now);
+  spdlog::debug("{}: probe of {} {}", database_.name, upstream_.endpoint(),
+                connected ? "connected" : "failed");
+  if (!ended || host_.stopping()) return;
+  for (Pool* pool : upstream_.pools()) pool->open_needed(now);
+}
+
 void Pool::tick(TimeMs now) {
-  const config::Config& config = proxy_.config();
+  const config::Config& config = host_.config();
   const auto wait_ms = static_cast<uint64_t>(config.query_wait_timeout.count());
 
   // The queue is FIFO with one deadline, so only its head can be late.
-  while (ClientConn* client = waiting_.front()) {
-    if (now < client->waiting_since() + wait_ms) break;
-    waiting_.remove(client);
+  while (PooledClient* client = waiting_.front()) {
+    if (now < client->pool_since + wait_ms) break;
+    unlink(client);
     std::string message = "pgmux waited " + seconds_text(wait_ms) + " for one of " +
                           std::to_string(upstream_.cap()) +
                           " busy server connections; the query was not run";
-    std::string hint = "Retry the transaction. If this persists, raise query_wait_timeout or "
-                       "max_server_connections, or shorten transactions.";
+    std::string hint =
+        "Retry the transaction. If this persists, raise query_wait_timeout or "
+        "max_server_connections, or shorten transactions.";
     if (server_count() == 0 && !upstream_.last_error().empty()) {
       message += " (the upstream is not accepting connections: " + upstream_.last_error() + ")";
     }
     spdlog::warn("{}: waited {} for a server; sending 53300", client->tag(), seconds_text(wait_ms));
     client->fail_request(sqlstate::kTooManyConnections, message, hint);
   }
-  for (ClientConn* client = welcome_.front(); client != nullptr;) {
-    ClientConn* next = welcome_.next(client);
-    if (now >= client->accepted_at() + wait_ms) {
-      welcome_.remove(client);
-      std::string message = "pgmux could not log in to the upstream within " +
-                            seconds_text(wait_ms);
-      if (!upstream_.last_error().empty()) message += ": " + upstream_.last_error();
-      client->fail(sqlstate::kTooManyConnections, message);
-    }
-    client = next;
+  // The welcome list is FIFO too.
+  while (PooledClient* client = welcome_.front()) {
+    if (now < client->pool_since + wait_ms) break;
+    unlink(client);
+    std::string message = "pgmux could not log in to the upstream within " + seconds_text(wait_ms);
+    if (!upstream_.last_error().empty()) message += ": " + upstream_.last_error();
+    client->fail(sqlstate::kTooManyConnections, message, {});
   }
 
   const auto connect_ms = static_cast<uint64_t>(config.server_connect_timeout.count());
-  for (ServerConn* server = opening_.front(); server != nullptr;) {
-    ServerConn* next = opening_.next(server);
+  for (PooledServer* server = opening_.front(); server != nullptr;) {
+    PooledServer* next = opening_.next(server);
     if (now >= server->opened_at() + connect_ms) {
-      on_server_login_failed(server,
-                             protocol::Error{std::string(sqlstate::kUnableToConnect),
-                                             "connecting and logging in took longer than " +
-                                                 seconds_text(connect_ms)},
-                             LoginFailure::kUnreachable);
+      on_server_login_failed(
+          server,
+          protocol::Error{std::string(sqlstate::kUnableToConnect),
+                          "connecting and logging in took longer than " + seconds_text(connect_ms)},
+          LoginFailure::kUnreachable);
       server->close("server_connect_timeout");
     }
     server = next;
   }
 
-  for (ServerConn* server = checking_.front(); server != nullptr;) {
-    ServerConn* next = checking_.next(server);
+  for (PooledServer* server = checking_.front(); server != nullptr;) {
+    PooledServer* next = checking_.next(server);
     if (now >= server->checking_since() + connect_ms) {
       server->close("no answer to the idle check within server_connect_timeout");
     }
@@ -322,8 +376,8 @@ void Pool::tick(TimeMs now) {
   // at once is not closed all at once; trim idle servers above the minimum.
   const auto idle_ms = static_cast<uint64_t>(config.server_idle_timeout.count());
   bool recycled = false;
-  for (ServerConn* server = idle_.front(); server != nullptr;) {
-    ServerConn* next = idle_.next(server);
+  for (PooledServer* server = idle_.front(); server != nullptr;) {
+    PooledServer* next = idle_.next(server);
     if (!recycled && now >= server->expires_at()) {
       server->close("server_lifetime reached");
       recycled = true;
@@ -334,26 +388,20 @@ void Pool::tick(TimeMs now) {
     server = next;
   }
 
-  // Keep min_server_connections warm (Supavisor drops a pool with no
-  // connection, and a warm pool answers the first query at once).
-  while (server_count() < config.min_server_connections && upstream_.has_room() &&
-         upstream_.may_connect(now) && !(upstream_.failures() > 0 && opening_.size() > 0)) {
-    proxy_.open_server(*this);
-  }
-  launch_if_needed(now);
+  open_needed(now);
 }
 
 void Pool::close_all() {
-  while (ClientConn* client = welcome_.pop_front()) {
-    client->fail(sqlstate::kAdminShutdown, "pgmux is shutting down");
+  while (PooledClient* client = pop(PoolList::kWelcome)) {
+    client->fail(sqlstate::kAdminShutdown, "pgmux is shutting down", {});
   }
-  while (ClientConn* client = waiting_.pop_front()) {
-    client->fail(sqlstate::kAdminShutdown, "pgmux is shutting down");
+  while (PooledClient* client = pop(PoolList::kWaiting)) {
+    client->fail(sqlstate::kAdminShutdown, "pgmux is shutting down", {});
   }
-  while (ServerConn* server = active_.front()) server->close("pgmux is shutting down");
-  while (ServerConn* server = idle_.front()) server->close("pgmux is shutting down");
-  while (ServerConn* server = checking_.front()) server->close("pgmux is shutting down");
-  while (ServerConn* server = opening_.front()) server->close("pgmux is shutting down");
+  while (PooledServer* server = active_.front()) server->close("pgmux is shutting down");
+  while (PooledServer* server = idle_.front()) server->close("pgmux is shutting down");
+  while (PooledServer* server = checking_.front()) server->close("pgmux is shutting down");
+  while (PooledServer* server = opening_.front()) server->close("pgmux is shutting down");
 }
 
 }  // namespace pgmux::proxy

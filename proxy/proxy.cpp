@@ -11,6 +11,7 @@
 #include "protocol/sqlstate.h"
 #include "proxy/cancel.h"
 #include "proxy/log.h"
+#include "proxy/probe.h"
 
 namespace pgmux::proxy {
 namespace sqlstate = protocol::sqlstate;
@@ -163,6 +164,8 @@ void Proxy::stop() {
     cancel->close();
     cancel = next;
   }
+  // Cancelled probes report (ignored while stopping) and close later.
+  for (auto& [id, entry] : probes_) entry.probe->cancel();
   for (auto& client : slots_) {
     if (client == nullptr) continue;
     if (client->state() == ClientConn::State::kIdle) {
@@ -218,15 +221,33 @@ Pool* Proxy::find_pool(std::string_view database) {
   return nullptr;
 }
 
-ServerConn* Proxy::open_server(Pool& pool) {
+void Proxy::open_server(Pool& pool) {
   const uint64_t id = next_id();
   auto owned = std::make_unique<ServerConn>(*this, pool, id);
   ServerConn* server = owned.get();
   servers_.emplace(id, std::move(owned));
   pool.on_server_opening(server);
   server->start();
-  return server;
 }
+
+void Proxy::probe(Pool& pool) {
+  const config::Upstream& up = pool.database().upstream;
+  const uint64_t id = next_id();
+  auto owned = std::make_unique<Probe>(static_cast<ProbeEvents&>(*this), id, up.host, up.port);
+  Probe* probe = owned.get();
+  probes_.emplace(id, ProbeEntry{std::move(owned), &pool, now()});
+  if (!probe->start(loop_)) {
+    probes_.erase(id);
+    pool.on_probe_done(false);
+  }
+}
+
+void Proxy::on_probe_done(Probe& probe, bool connected) {
+  auto it = probes_.find(probe.id());
+  if (it != probes_.end()) it->second.pool->on_probe_done(connected);
+}
+
+void Proxy::on_probe_closed(Probe& probe) { probes_.erase(probe.id()); }
 
 void Proxy::register_cancel_key(ClientConn* client) {
   // The process id a client sees is its slot (+1), as PostgreSQL's are
@@ -329,6 +350,10 @@ void Proxy::janitor_tick() {
     }
     auth_failed_.remove(client);
     client->report_auth_failure();
+  }
+  // A probe whose connect hangs (packets dropped) is given up like a server.
+  for (auto& [id, entry] : probes_) {
+    if (t >= entry.started_at + connect_ms) entry.probe->cancel();
   }
   for (auto& pool : pools_) pool->tick(t);
   // Once a second, buffer blocks unused for that long go back to the system.

@@ -2,7 +2,8 @@
 // server connection (through one registry each), the pools and upstream
 // budgets, the janitor timer that drives every timeout, cancel forwarding and
 // signal handling. One loop, one thread, no globals: several Proxies could
-// run share-nothing on several loops.
+// run share-nothing on several loops. It is its pools' PoolHost: it opens
+// their servers and runs their probes.
 #pragma once
 
 #include <uv.h>
@@ -24,14 +25,17 @@
 #include "proxy/client_conn.h"
 #include "proxy/list.h"
 #include "proxy/pool.h"
+#include "proxy/pool_member.h"
+#include "proxy/probe.h"
 #include "proxy/server_conn.h"
 #include "proxy/tls_session.h"
+#include "proxy/upstream.h"
 
 namespace pgmux::proxy {
 
 class CancelConn;
 
-class Proxy {
+class Proxy final : public PoolHost, private ProbeEvents {
  public:
   // REQUIRES: `config` passed config::validate. The loop must outlive the Proxy.
   Proxy(config::Config config, uv_loop_t* loop);
@@ -52,19 +56,22 @@ class Proxy {
 
   // ---- For connections ----
   uv_loop_t* loop() { return loop_; }
-  const config::Config& config() const { return config_; }
+  const config::Config& config() const override { return config_; }
   BlockPool& blocks() { return blocks_; }
   // Scratch space for messages pgmux generates; valid until the next use.
   protocol::Bytes& scratch() { return scratch_; }
   // What a client's batch becomes when pgmux rewrites part of it.
   protocol::Bytes& assembly() { return assembly_; }
-  uint64_t now() const { return uv_now(loop_); }
-  std::mt19937_64& rng() { return rng_; }
+  TimeMs now() const override { return uv_now(loop_); }
+  std::mt19937_64& rng() override { return rng_; }
   uint64_t next_id() { return ++last_id_; }
-  bool stopping() const { return stopping_; }
+  bool stopping() const override { return stopping_; }
 
   Pool* find_pool(std::string_view database);
-  ServerConn* open_server(Pool& pool);
+  // PoolHost: a ServerConn for `pool`; a Probe of its upstream (given up
+  // after server_connect_timeout).
+  void open_server(Pool& pool) override;
+  void probe(Pool& pool) override;
   IntrusiveList<ClientConn, LoginLink>& logging_in() { return logging_in_; }
   // Clients that have not sent a complete startup packet yet (in accept
   // order, so only the head can be late for the startup deadline).
@@ -100,6 +107,9 @@ class Proxy {
   static void on_async(uv_async_t* handle);
   void accept_client();
   void janitor_tick();
+  // ProbeEvents
+  void on_probe_done(Probe& probe, bool connected) override;
+  void on_probe_closed(Probe& probe) override;
 
   config::Config config_;
   uv_loop_t* loop_;
@@ -131,6 +141,12 @@ class Proxy {
   std::unordered_map<uint64_t, std::unique_ptr<ServerConn>> servers_;
   std::unordered_map<uint64_t, std::unique_ptr<CancelConn>> cancels_;
   IntrusiveList<CancelConn, CancelLink> cancel_order_;  // Oldest first.
+  struct ProbeEntry {
+    std::unique_ptr<Probe> probe;
+    Pool* pool;  // Told the result.
+    TimeMs started_at;
+  };
+  std::unordered_map<uint64_t, ProbeEntry> probes_;
   IntrusiveList<ClientConn, LoginLink> logging_in_;
   IntrusiveList<ClientConn, StartupLink> starting_;
   IntrusiveList<ClientConn, LoginLink> auth_failed_;

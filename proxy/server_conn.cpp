@@ -484,11 +484,13 @@ void ServerConn::process_check() {
   }
 }
 
-void ServerConn::attach(ClientConn* client) {
-  client_ = client;
+void ServerConn::attach(PooledClient* client) {
+  client_ = static_cast<ClientConn*>(client);  // Every pooled client is a ClientConn.
   state_ = State::kActive;
   release_after_flush_ = false;
 }
+
+PooledClient* ServerConn::pooled_client() const { return client_; }
 
 void ServerConn::detach() {
   client_ = nullptr;

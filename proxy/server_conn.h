@@ -37,6 +37,7 @@
 #include "proxy/list.h"
 #include "proxy/relay.h"
 #include "proxy/pending.h"
+#include "proxy/pool_member.h"
 #include "proxy/session_params.h"
 #include "proxy/statements.h"
 #include "proxy/stream.h"
@@ -47,21 +48,8 @@ class Proxy;
 class Pool;
 class ClientConn;
 
-// Why a server's connect or login failed, which decides what waiting
-// clients see.
-enum class LoginFailure {
-  kNoCapacity,   // The upstream is full (53300, Supavisor refusals): retry, clients wait.
-  kUnreachable,  // Resolve, connect or the connection failed: retry, clients wait.
-  kRejected,     // The upstream refused pgmux (password, TLS, database): clients are told.
-};
-
-// Which of its pool's lists a server is on; managed by Pool only.
-enum class PoolList : uint8_t { kNone, kOpening, kIdle, kChecking, kActive };
-
-class ServerConn final : public PoolLink, private StreamEvents {
+class ServerConn final : public PooledServer, private StreamEvents {
  public:
-  PoolList pool_list = PoolList::kNone;
-
   enum class State {
     kResolving,
     kConnecting,
@@ -82,15 +70,15 @@ class ServerConn final : public PoolLink, private StreamEvents {
   uint64_t id() const { return id_; }
   State state() const { return state_; }
   Pool& pool() { return pool_; }
-  const std::string& tag() const { return tag_; }
-  uint64_t opened_at() const { return opened_at_; }
-  uint64_t idle_since() const { return idle_since_; }
+  const std::string& tag() const override { return tag_; }
+  TimeMs opened_at() const override { return opened_at_; }
+  TimeMs idle_since() const override { return idle_since_; }
   // When the server is due for recycling (server_lifetime minus jitter).
-  uint64_t expires_at() const { return expires_at_; }
+  TimeMs expires_at() const override { return expires_at_; }
   int32_t backend_pid() const { return backend_pid_; }
   int32_t backend_secret() const { return backend_secret_; }
   const sockaddr_storage& peer_address() const { return peer_; }
-  const std::vector<std::pair<std::string, std::string>>& parameters() const { return params_; }
+  const ParameterList& parameters() const override { return params_; }
 
   // Starts resolving and connecting. REQUIRES: state kResolving, fresh.
   void start();
@@ -99,14 +87,16 @@ class ServerConn final : public PoolLink, private StreamEvents {
   // Whether an idle server may be handed out: its stream is open and the
   // kernel holds nothing from it (no FATAL, EOF or reset the loop has not
   // read yet; an idle backend has nothing to say). One non-blocking peek.
-  bool seems_alive();
+  bool seems_alive() override;
   // Sends a Sync to an idle server; the pool hears back through
   // Pool::on_server_checked, or the server closes.
-  void start_check();
-  uint64_t checking_since() const { return checking_since_; }
-  void attach(ClientConn* client);
-  void detach();  // Back to kIdle.
+  void start_check() override;
+  TimeMs checking_since() const override { return checking_since_; }
+  // REQUIRES: `client` is a ClientConn.
+  void attach(PooledClient* client) override;
+  void detach() override;  // Back to kIdle.
   ClientConn* client() const { return client_; }
+  PooledClient* pooled_client() const override;
   // True when the server can serve another client: the last ReadyForQuery
   // said idle, no request is unanswered and nothing unsynced was sent.
   bool clean() const {
@@ -136,7 +126,7 @@ class ServerConn final : public PoolLink, private StreamEvents {
   // (`reusable` false: its client was pinned) is closed, never reused.
   void on_client_gone(bool reusable);
 
-  void close(const char* reason);
+  void close(const char* reason) override;
 
  private:
   // StreamEvents

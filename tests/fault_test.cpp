@@ -1,0 +1,175 @@
+// Fault tests: clients that give up while queued, and an upstream that goes
+// away and comes back. Each test has its own PostgreSQL, since they stop it
+// or fill its pool.
+#include <doctest/doctest.h>
+#include <libpq-fe.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/pg_fixture.h"
+#include "tests/proxy_fixture.h"
+
+namespace pgmux::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+struct Conn {
+  PGconn* raw;
+  explicit Conn(const std::string& conninfo) : raw(PQconnectdb(conninfo.c_str())) {}
+  ~Conn() { PQfinish(raw); }
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+  bool ok() const { return PQstatus(raw) == CONNECTION_OK; }
+  // Runs SQL; returns the first value, or throws with the error.
+  std::string value(const std::string& sql) {
+    PGresult* r = PQexec(raw, sql.c_str());
+    const ExecStatusType status = PQresultStatus(r);
+    std::string out;
+    if (status == PGRES_TUPLES_OK && PQntuples(r) > 0) out = PQgetvalue(r, 0, 0);
+    std::string err = PQresultErrorMessage(r);
+    PQclear(r);
+    if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
+      throw std::runtime_error("query failed: " + sql + ": " + err);
+    }
+    return out;
+  }
+  // Closes the socket under libpq, without a Terminate message: the way a
+  // crashed or timed-out client goes.
+  void drop() { ::shutdown(PQsocket(raw), SHUT_RDWR); }
+};
+
+// Polls the pool's counts until `done` holds or `limit` passes; returns the
+// last counts seen.
+template <class Done>
+ProxyRunner::PoolCounts wait_for_counts(ProxyRunner& proxy, Done done,
+                                        std::chrono::milliseconds limit = 10s) {
+  const auto deadline = Clock::now() + limit;
+  ProxyRunner::PoolCounts counts = proxy.pool_counts();
+  while (!done(counts) && Clock::now() < deadline) counts = proxy.pool_counts();
+  return counts;
+}
+
+TEST_CASE("clients that give up while queued leave the queue, and no server is opened for them") {
+  PgServer pg;
+  config::Config config = make_small_config(pg, 2);
+  config.query_wait_timeout = 60s;
+  ProxyRunner proxy(config);
+  Conn holder1(proxy.conninfo());
+  Conn holder2(proxy.conninfo());
+  REQUIRE(holder1.ok());
+  REQUIRE(holder2.ok());
+  holder1.value("begin");
+  holder1.value("select 1");
+  holder2.value("begin");
+  holder2.value("select 1");
+
+  std::vector<std::unique_ptr<Conn>> quitters;
+  for (int i = 0; i < 5; ++i) {
+    quitters.push_back(std::make_unique<Conn>(proxy.conninfo()));
+    REQUIRE(quitters.back()->ok());
+    REQUIRE(PQsendQuery(quitters.back()->raw, "select 1") == 1);
+  }
+  auto counts = wait_for_counts(proxy, [](const auto& c) { return c.waiting == 5; });
+  REQUIRE(counts.waiting == 5);
+  CHECK(counts.active == 2);
+
+  for (auto& quitter : quitters) quitter->drop();
+  counts = wait_for_counts(
+      proxy, [](const auto& c) { return c.waiting == 0; }, 5s);
+  CHECK(counts.waiting == 0);
+  CHECK(counts.opening == 0);
+  CHECK(pgmux_backends(pg) <= 2);
+
+  // A server going away must not be replaced for the clients that left: the
+  // close and any reopening happen in one turn of pgmux's loop, so the first
+  // counts without holder1's server show it.
+  holder1.drop();
+  counts = wait_for_counts(proxy, [](const auto& c) { return c.active == 1; });
+  CHECK(counts.active == 1);
+  CHECK(counts.opening == 0);
+  CHECK(counts.idle == 0);
+  CHECK(counts.waiting == 0);
+  CHECK(pgmux_backends(pg) <= 2);
+
+  holder2.value("commit");
+  Conn next(proxy.conninfo());
+  REQUIRE(next.ok());
+  CHECK(next.value("select 5") == "5");
+  counts = proxy.pool_counts();
+  CHECK(counts.waiting == 0);
+  CHECK(counts.opening == 0);
+  CHECK(counts.idle + counts.active == 1);
+}
+
+TEST_CASE("after an outage a waiting client is served within 1 s of the upstream accepting") {
+  PgServer pg;
+  config::Config config = make_config(pg);
+  config.max_server_connections = 4;
+  config.min_server_connections = 2;
+  config.query_wait_timeout = 60s;  // Longer than the outage: nobody gets 53300.
+  ProxyRunner proxy(config);
+  Conn idle(proxy.conninfo());
+  Conn waiter(proxy.conninfo());
+  REQUIRE(idle.ok());
+  REQUIRE(waiter.ok());
+  CHECK(idle.value("select 1") == "1");
+  CHECK(waiter.value("select 1") == "1");
+  auto counts = wait_for_counts(proxy, [](const auto& c) { return c.idle == 2; });
+  REQUIRE(counts.idle == 2);
+
+  pg.stop("fast");
+  Clock::time_point served_at{};
+  std::string answer;
+  std::string error;
+  std::thread waiting([&] {
+    PGresult* r = PQexec(waiter.raw, "select 42");
+    served_at = Clock::now();
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+      answer = PQgetvalue(r, 0, 0);
+    } else {
+      error = PQresultErrorMessage(r);
+    }
+    PQclear(r);
+  });
+  counts = wait_for_counts(proxy, [](const auto& c) { return c.waiting == 1; });
+  CHECK(counts.waiting == 1);
+
+  // The outage lasts 10 s, long enough for the backoff to reach its max.
+  const auto down_since = Clock::now();
+  while (Clock::now() < down_since + 10s) {
+    counts = proxy.pool_counts();
+    CHECK(counts.waiting == 1);
+    CHECK(counts.idle + counts.active == 0);
+    // Past the first failures, at most one login is in flight.
+    if (Clock::now() > down_since + 1s) CHECK(counts.opening <= 1);
+    std::this_thread::sleep_for(200ms);  // Paces the checks; nothing waits on it.
+  }
+
+  pg.start();  // Returns once PostgreSQL accepts connections.
+  const auto accepting = Clock::now();
+  waiting.join();
+  const double recovery = std::chrono::duration<double>(served_at - accepting).count();
+  MESSAGE("first query served " << recovery << " s after the upstream accepted again");
+  CHECK(error.empty());
+  CHECK(answer == "42");
+  CHECK(recovery < 1.0);
+
+  // The client that was idle through the outage never sent a query to a
+  // server that died: it is served, with no error.
+  CHECK(idle.value("select 7") == "7");
+  CHECK(waiter.value("select 8") == "8");
+  counts = wait_for_counts(proxy, [](const auto& c) { return c.idle == 2; });
+  CHECK(counts.waiting == 0);
+  CHECK(counts.idle == 2);
+}
+
+}  // namespace
+}  // namespace pgmux::testing
