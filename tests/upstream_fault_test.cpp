@@ -140,6 +140,19 @@ TEST_CASE("upstream restarts under load: pgmux survives and serves again, counts
   for (int i = 0; i < kRestarts; ++i) {
     INFO("restart " << i);
     pg.restart(i % 2 == 0 ? "fast" : "immediate");
+    // pg_ctl returned: the upstream accepts again. A new transaction is
+    // served within a second (the probe, not the backoff, notices).
+    const auto back = Clock::now();
+    PGconn* probe = PQconnectdb(proxy.conninfo().c_str());
+    REQUIRE(PQstatus(probe) == CONNECTION_OK);
+    Outcome first = run(probe, "select 1");
+    const auto served = Clock::now() - back;
+    PQfinish(probe);
+    INFO(first.sqlstate << " " << first.message);
+    CHECK(first.ok);
+    MESSAGE("served " << std::chrono::duration_cast<std::chrono::milliseconds>(served).count()
+                      << " ms after the upstream came back");
+    CHECK(served < std::chrono::seconds(1));
     // pgmux is still there and serves every client again.
     REQUIRE(progresses(load, 200));
   }
