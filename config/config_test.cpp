@@ -234,6 +234,27 @@ url = "host=replica.internal user=reporter dbname=appdb"
   CHECK(validate(c).ok());
 }
 
+TEST_CASE("TOML: non-ASCII text outside strings is refused before toml++ sees it") {
+  // toml++ 3.3.0 reaches __builtin_unreachable() on these (its issues #190
+  // and #295); found by tests/fuzz/fuzz_toml.cpp.
+  Result<Config> r = parse_toml("max_cl= \xd0\xa0\n", "p.toml", Config{});
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "p.toml:1:9: a non-ASCII character outside a string"));
+  r = parse_toml("log_level = \"\"\"\\\n\xc2\xa7\"\"\"\n", "p.toml", Config{});
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "p.toml:2:1: a non-ASCII character right after a backslash"));
+
+  // Inside strings and comments non-ASCII text is fine.
+  r = parse_toml(std::string(kOneDatabase) +
+                     "[users.\"j\xc3\xbcrgen\"] # \xc2\xa7 comment\n"
+                     "password = \"\xd0\xa0\xd0\xb0 \\\" \xc2\xa7\"\n",
+                 "p.toml", Config{});
+  REQUIRE(r.ok());
+  REQUIRE(r->users.size() == 1);
+  CHECK(r->users[0].name == "j\xc3\xbcrgen");
+  CHECK(r->users[0].password == "\xd0\xa0\xd0\xb0 \" \xc2\xa7");
+}
+
 TEST_CASE("TOML errors name the key, the place and the fix") {
   Result<Config> r = parse_toml("max_server_conns = 10\n", "pgmux.toml", Config{});
   REQUIRE_FALSE(r.ok());

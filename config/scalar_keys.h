@@ -81,6 +81,18 @@ Result<std::string> read_password_file(const std::string& path, const std::strin
 // stat()ed adds nothing: reading it reports that problem.
 void warn_if_not_private(const std::string& path, std::vector<std::string>& warnings);
 
+// toml++ 3.3.0 (Debian 12) reaches __builtin_unreachable() in
+// is_non_ascii_horizontal_whitespace() for many non-ASCII characters where it
+// looks for whitespace: outside strings and comments, and after a backslash
+// in a basic string (toml++ issues #190 and #295, fixed upstream after 3.3.0).
+// That is undefined behaviour in the installed library on a typo in
+// pgmux.toml, so such characters are refused here, before toml++ sees them.
+// TOML allows non-ASCII text only inside strings and comments, and escapes are
+// ASCII, so only the line-ending-backslash case rejects a valid document.
+// Returns an error naming line and column for the first such character.
+// Also used by tests/fuzz/fuzz_toml.cpp before its own toml++ call.
+protocol::Status check_toml_characters(std::string_view text, std::string_view origin);
+
 // True for "SCRAM-SHA-256$...", the form PostgreSQL stores in pg_authid.
 bool is_scram_secret(std::string_view password);
 // True for "md5" followed by 32 hex digits.

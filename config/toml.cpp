@@ -271,7 +271,97 @@ Status apply_root(const toml::table& root, std::string_view origin, Config& conf
 
 }  // namespace
 
+namespace detail {
+
+Status check_toml_characters(std::string_view text, std::string_view origin) {
+  enum class State { kCode, kComment, kBasic, kLiteral, kMultiBasic, kMultiLiteral };
+  State state = State::kCode;
+  size_t line = 1;
+  size_t line_start = 0;
+  auto at = [&](size_t i) -> char { return i < text.size() ? text[i] : '\0'; };
+  auto non_ascii = [](char c) { return static_cast<unsigned char>(c) >= 0x80; };
+  auto refuse = [&](size_t i, std::string_view why) {
+    return config_error(std::string(origin) + ":" + std::to_string(line) + ":" +
+                        std::to_string(i - line_start + 1) + ": " + std::string(why));
+  };
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '\n') {
+      ++line;
+      line_start = i + 1;
+      if (state != State::kMultiBasic && state != State::kMultiLiteral) state = State::kCode;
+      continue;
+    }
+    switch (state) {
+      case State::kCode:
+        if (c == '#') {
+          state = State::kComment;
+        } else if (c == '"' || c == '\'') {
+          const bool multi = at(i + 1) == c && at(i + 2) == c;
+          if (multi) i += 2;
+          state = c == '"' ? (multi ? State::kMultiBasic : State::kBasic)
+                           : (multi ? State::kMultiLiteral : State::kLiteral);
+        } else if (non_ascii(c)) {
+          return refuse(i,
+                        "a non-ASCII character outside a string or comment; TOML allows them "
+                        "only inside quotes");
+        }
+        break;
+      case State::kComment:
+        break;
+      case State::kBasic:
+      case State::kMultiBasic: {
+        const bool multi = state == State::kMultiBasic;
+        if (c == '"' && (!multi || (at(i + 1) == '"' && at(i + 2) == '"'))) {
+          // Up to two more quotes before the closing three belong to the string.
+          if (multi) {
+            i += 2;
+            while (at(i + 1) == '"') ++i;
+          }
+          state = State::kCode;
+        } else if (c == '\\') {
+          size_t next = i + 1;
+          // A line-ending backslash swallows whitespace and newlines.
+          if (multi) {
+            while (next < text.size() && (text[next] == ' ' || text[next] == '\t' ||
+                                          text[next] == '\r' || text[next] == '\n')) {
+              if (text[next] == '\n') {
+                ++line;
+                line_start = next + 1;
+              }
+              ++next;
+            }
+          }
+          if (non_ascii(at(next))) {
+            return refuse(next,
+                          "a non-ASCII character right after a backslash in a string; write "
+                          "it as \\uXXXX or move it off the continued line");
+          }
+          // Skip the escaped character, or go on after the swallowed whitespace.
+          i = (next == i + 1 && at(next) != '\n') ? next : next - 1;
+        }
+        break;
+      }
+      case State::kLiteral:
+        if (c == '\'') state = State::kCode;
+        break;
+      case State::kMultiLiteral:
+        if (c == '\'' && at(i + 1) == '\'' && at(i + 2) == '\'') {
+          i += 2;
+          while (at(i + 1) == '\'') ++i;
+          state = State::kCode;
+        }
+        break;
+    }
+  }
+  return Ok{};
+}
+
+}  // namespace detail
+
 Result<Config> parse_toml(std::string_view text, std::string_view origin, Config base) {
+  Status characters = detail::check_toml_characters(text, origin);
+  if (!characters) return characters.error();
   try {
     toml::table root = toml::parse(text, origin);
     Status status = apply_root(root, origin, base);
