@@ -84,6 +84,9 @@ class Buffer {
   }
 
   bool empty() const { return sent_ == recv_; }
+  // No read can add a byte: the block holds nothing but undecided or
+  // unsent bytes (free_tail() would return an empty span).
+  bool full() const { return data_ != nullptr && recv_ - sent_ >= capacity(); }
   BlockPool& pool() { return *pool_; }
   bool has_block() const { return data_ != nullptr; }
   size_t capacity() const { return data_ != nullptr ? pool_->block_size() : 0; }

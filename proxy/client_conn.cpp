@@ -60,9 +60,12 @@ void ClientConn::process() {
       process_active();
       break;
     case State::kWaitingForServer:
-      // More of a pipeline while waiting: it stays in the buffer, unread
-      // further until a server is attached.
-      stream_.stop_reading();
+      // More of a pipeline while waiting stays in the buffer until a server
+      // is attached. Reading goes on while there is room, so that a client
+      // that gives up (Terminate, then EOF: libpq's PQfinish) is seen to go
+      // and leaves the queue at once; a full buffer stops reading
+      // (backpressure) rather than fail the read.
+      if (stream_.input().full()) stream_.stop_reading();
       break;
     default:
       break;

@@ -213,7 +213,11 @@ Step ClientConn::on_query(const protocol::Frame& frame, protocol::ByteView bytes
       // Inspecting has effects; from here the message is handled this call.
       if (!drain_to_server()) return Step::kStop;
       Statement* statement = nullptr;
-      const SqlAction action = inspect_sql(sql, /*named_parse=*/false, &statement);
+      // PostgreSQL reads the text up to its first NUL (and rejects a message
+      // with more after it), so the tracking reads no further: a setting
+      // replayed later never carries a NUL.
+      const std::string_view text = sql.substr(0, sql.find('\0'));
+      const SqlAction action = inspect_sql(text, /*named_parse=*/false, &statement);
       if (action != SqlAction::kForward) {
         protocol::Bytes& out = assembly();
         protocol::append_query(out, action == SqlAction::kDeallocate

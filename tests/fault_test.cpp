@@ -109,6 +109,34 @@ TEST_CASE("clients that give up while queued leave the queue, and no server is o
   CHECK(counts.idle + counts.active == 1);
 }
 
+TEST_CASE("clients that say goodbye (Terminate) while queued leave the queue at once") {
+  // libpq's PQfinish sends Terminate and closes: more bytes after the
+  // queued request, then EOF. pgmux must see the EOF while the client
+  // waits, not run its request when a server frees up.
+  PgServer pg;
+  config::Config config = make_small_config(pg, 1);
+  config.query_wait_timeout = 60s;
+  ProxyRunner proxy(config);
+  Conn holder(proxy.conninfo());
+  REQUIRE(holder.ok());
+  holder.value("begin");
+  holder.value("select 1");
+  std::vector<std::unique_ptr<Conn>> quitters;
+  for (int i = 0; i < 5; ++i) {
+    quitters.push_back(std::make_unique<Conn>(proxy.conninfo()));
+    REQUIRE(quitters.back()->ok());
+    REQUIRE(PQsendQuery(quitters.back()->raw,
+                        "insert into quitters_ran select from pg_class limit 0") == 1);
+  }
+  auto counts = wait_for_counts(proxy, [](const auto& c) { return c.waiting == 5; });
+  REQUIRE(counts.waiting == 5);
+  quitters.clear();  // PQfinish: Terminate, then close.
+  counts = wait_for_counts(proxy, [](const auto& c) { return c.waiting == 0; }, 5s);
+  CHECK(counts.waiting == 0);
+  holder.value("commit");
+  CHECK(holder.value("select 6") == "6");
+}
+
 TEST_CASE("after an outage a waiting client is served within 1 s of the upstream accepting") {
   PgServer pg;
   config::Config config = make_config(pg);
