@@ -244,6 +244,20 @@ TEST_CASE("TOML: non-ASCII text outside strings is refused before toml++ sees it
   REQUIRE_FALSE(r.ok());
   CHECK(contains(r.error().message, "p.toml:2:1: a non-ASCII character right after a backslash"));
 
+  // A quote glued to a bare value is no string start: toml++ reads on as
+  // part of the value (found by fuzz_toml, after the two above).
+  r = parse_toml("database_url =0\\\"x\xc2\xa2\"\n", "p.toml", Config{});
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "p.toml:1:17: a quote in the middle of a bare word"));
+  r = parse_toml("log_level = x\"\xc2\xa2\"\n", "p.toml", Config{});
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "a quote in the middle of a bare word"));
+  // Quoted keys, dotted keys, arrays and inline tables still start strings.
+  r = parse_toml("allowed_cidrs = [\"127.0.0.1/32\",'10.0.0.0/8']\n[databases.\"app\"]\n"
+                 "url = \"postgresql://a@h/d\"\n[users.'b\xc3\xbc']\npassword=\"p\"\n",
+                 "p.toml", Config{});
+  CHECK(r.ok());
+
   // Inside strings and comments non-ASCII text is fine.
   r = parse_toml(std::string(kOneDatabase) +
                      "[users.\"j\xc3\xbcrgen\"] # \xc2\xa7 comment\n"

@@ -284,18 +284,31 @@ Status check_toml_characters(std::string_view text, std::string_view origin) {
     return config_error(std::string(origin) + ":" + std::to_string(line) + ":" +
                         std::to_string(i - line_start + 1) + ": " + std::string(why));
   };
+  // The last character seen in code (outside strings and comments); a
+  // string may start only after a delimiter. Elsewhere (`0\"...`, `x"...`)
+  // toml++ goes on reading a bare value into what this scan would take for
+  // a string, and meets its non-ASCII characters outside one.
+  char prev = '\n';
+  auto opens_value = [](char p) {
+    return p == '\n' || p == ' ' || p == '\t' || p == '\r' || p == '=' || p == '[' || p == '{' ||
+           p == ',' || p == '.';
+  };
   for (size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
     if (c == '\n') {
       ++line;
       line_start = i + 1;
       if (state != State::kMultiBasic && state != State::kMultiLiteral) state = State::kCode;
+      prev = '\n';
       continue;
     }
     switch (state) {
       case State::kCode:
         if (c == '#') {
           state = State::kComment;
+        } else if ((c == '"' || c == '\'') && !opens_value(prev)) {
+          return refuse(i, "a quote in the middle of a bare word; a TOML string starts after "
+                           "'=', '[', '{', ',', '.' or a space");
         } else if (c == '"' || c == '\'') {
           const bool multi = at(i + 1) == c && at(i + 2) == c;
           if (multi) i += 2;
@@ -306,6 +319,7 @@ Status check_toml_characters(std::string_view text, std::string_view origin) {
                         "a non-ASCII character outside a string or comment; TOML allows them "
                         "only inside quotes");
         }
+        prev = c;
         break;
       case State::kComment:
         break;
