@@ -238,10 +238,18 @@ TEST_CASE("TOML: non-ASCII text outside strings is refused before toml++ sees it
   REQUIRE_FALSE(r.ok());
   CHECK(contains(r.error().message, "p.toml:2:1: a non-ASCII character right after a backslash"));
 
+  // toml++ reads a bare value up to whitespace, quotes included.
+  r = parse_toml("max_client_conn = 2x''''ab\xd0\x97\n", "p.toml", Config{});
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "p.toml:1:27: a non-ASCII character outside a string"));
+  r = parse_toml("allowed_cidrs = [1\"\xd0\x97\"]\n", "p.toml", Config{});
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "p.toml:1:20: a non-ASCII character outside a string"));
+
   // Inside strings and comments non-ASCII text is fine.
   r = parse_toml(std::string(kOneDatabase) +
                      "[users.\"j\xc3\xbcrgen\"] # \xc2\xa7 comment\n"
-                     "password = \"\xd0\xa0\xd0\xb0 \\\" \xc2\xa7\"\n",
+                     "password=\"\xd0\xa0\xd0\xb0 \\\" \xc2\xa7\"\n",
                  "p.toml", Config{});
   REQUIRE(r.ok());
   REQUIRE(r->users.size() == 1);

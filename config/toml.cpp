@@ -276,6 +276,14 @@ namespace detail {
 Status check_toml_characters(std::string_view text, std::string_view origin) {
   enum class State { kCode, kComment, kBasic, kLiteral, kMultiBasic, kMultiLiteral };
   State state = State::kCode;
+  // toml++ scans a bare value (number, date, boolean) up to a value
+  // terminator, whitespace or one of "]},#", whatever lies between: in
+  // `x = 1"..."` the quote opens no string for it. So a quote opens a string
+  // only outside such a run. Runs start only in a value (after '=', until the
+  // end of the line outside brackets), so that quoted keys like a."b" work.
+  bool in_value = false;
+  int depth = 0;  // Open '[' and '{' inside a value.
+  bool in_run = false;
   size_t line = 1;
   size_t line_start = 0;
   auto at = [&](size_t i) -> char { return i < text.size() ? text[i] : '\0'; };
@@ -289,14 +297,19 @@ Status check_toml_characters(std::string_view text, std::string_view origin) {
     if (c == '\n') {
       ++line;
       line_start = i + 1;
-      if (state != State::kMultiBasic && state != State::kMultiLiteral) state = State::kCode;
+      if (state != State::kMultiBasic && state != State::kMultiLiteral) {
+        state = State::kCode;
+        in_run = false;
+        if (depth == 0) in_value = false;
+      }
       continue;
     }
     switch (state) {
       case State::kCode:
         if (c == '#') {
           state = State::kComment;
-        } else if (c == '"' || c == '\'') {
+          in_run = false;
+        } else if ((c == '"' || c == '\'') && !in_run) {
           const bool multi = at(i + 1) == c && at(i + 2) == c;
           if (multi) i += 2;
           state = c == '"' ? (multi ? State::kMultiBasic : State::kBasic)
@@ -305,6 +318,17 @@ Status check_toml_characters(std::string_view text, std::string_view origin) {
           return refuse(i,
                         "a non-ASCII character outside a string or comment; TOML allows them "
                         "only inside quotes");
+        } else if (c == ' ' || c == '\t' || c == '\r' || c == ']' || c == '}' || c == ',') {
+          in_run = false;
+          if (in_value && (c == ']' || c == '}') && depth > 0) --depth;
+        } else if (in_run) {
+          // Part of the bare value, quotes included.
+        } else if (c == '=') {
+          in_value = true;
+        } else if (in_value && (c == '[' || c == '{')) {
+          ++depth;
+        } else if (in_value) {
+          in_run = true;
         }
         break;
       case State::kComment:
