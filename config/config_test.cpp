@@ -249,6 +249,9 @@ TEST_CASE("TOML: non-ASCII text outside strings is refused before toml++ sees it
   r = parse_toml("database_url =0\\\"x\xc2\xa2\"\n", "p.toml", Config{});
   REQUIRE_FALSE(r.ok());
   CHECK(contains(r.error().message, "p.toml:1:17: a quote in the middle of a bare word"));
+  r = parse_toml("max_client_conn = 2x''''ab\xd0\x97\n", "p.toml", Config{});
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "p.toml:1:21: a quote in the middle of a bare word"));
   r = parse_toml("log_level = x\"\xc2\xa2\"\n", "p.toml", Config{});
   REQUIRE_FALSE(r.ok());
   CHECK(contains(r.error().message, "a quote in the middle of a bare word"));

@@ -83,8 +83,9 @@ void warn_if_not_private(const std::string& path, std::vector<std::string>& warn
 
 // toml++ 3.3.0 (Debian 12) reaches __builtin_unreachable() in
 // is_non_ascii_horizontal_whitespace() for many non-ASCII characters where it
-// looks for whitespace: outside strings and comments, and after a backslash
-// in a basic string (toml++ issues #190 and #295, fixed upstream after 3.3.0).
+// looks for whitespace: outside strings and comments (a bare value is
+// scanned up to whitespace, quotes included), and after a backslash in a
+// basic string (toml++ issues #190 and #295, fixed upstream after 3.3.0).
 // That is undefined behaviour in the installed library on a typo in
 // pgmux.toml, so such characters are refused here, before toml++ sees them.
 // TOML allows non-ASCII text only inside strings and comments, and escapes are
