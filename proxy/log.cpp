@@ -29,4 +29,11 @@ std::string format_address(const sockaddr* address) {
   return "unknown";
 }
 
+const sockaddr* preferred_address(const addrinfo* result) {
+  for (const addrinfo* ai = result; ai != nullptr; ai = ai->ai_next) {
+    if (ai->ai_family == AF_INET) return ai->ai_addr;
+  }
+  return result->ai_addr;
+}
+
 }  // namespace pgmux::proxy

@@ -3,6 +3,7 @@
 // debug = state changes; trace = per message (compiled out).
 #pragma once
 
+#include <netdb.h>
 #include <sys/socket.h>
 
 #include <string>
@@ -16,5 +17,10 @@ bool init_logging(std::string_view level);
 
 // "127.0.0.1:5432" or "[::1]:5432".
 std::string format_address(const sockaddr* address);
+
+// The address to connect to from a resolver's list: the first IPv4 one, else
+// the first. "localhost" often resolves to ::1 first while servers commonly
+// listen on 127.0.0.1 only. REQUIRES: result != nullptr.
+const sockaddr* preferred_address(const addrinfo* result);
 
 }  // namespace pgmux::proxy

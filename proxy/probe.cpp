@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "proxy/log.h"
+
 namespace pgmux::proxy {
 
 Probe::Probe(ProbeEvents& events, uint64_t id, std::string host, uint16_t port)
@@ -52,15 +54,7 @@ void Probe::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* result) {
     self->finish(false);
     return;
   }
-  // Prefer IPv4, as ServerConn does.
-  const addrinfo* chosen = result;
-  for (const addrinfo* ai = result; ai != nullptr; ai = ai->ai_next) {
-    if (ai->ai_family == AF_INET) {
-      chosen = ai;
-      break;
-    }
-  }
-  self->connect_to(chosen->ai_addr);
+  self->connect_to(preferred_address(result));
   uv_freeaddrinfo(result);
 }
 

@@ -85,16 +85,7 @@ void ServerConn::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* result
                              "could not resolve " + host + ": " + uv_strerror(status)},
                        LoginFailure::kUnreachable);
   } else {
-    // Prefer an IPv4 address: "localhost" often resolves to ::1 first while
-    // servers commonly listen on 127.0.0.1 only.
-    const addrinfo* chosen = result;
-    for (const addrinfo* ai = result; ai != nullptr; ai = ai->ai_next) {
-      if (ai->ai_family == AF_INET) {
-        chosen = ai;
-        break;
-      }
-    }
-    self->connect_to(chosen->ai_addr);
+    self->connect_to(preferred_address(result));
   }
   uv_freeaddrinfo(result);
 }
