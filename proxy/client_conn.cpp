@@ -63,9 +63,8 @@ void ClientConn::process() {
       // More of a pipeline while waiting stays in the buffer until a server
       // is attached. Reading goes on while there is room, so that a client
       // that gives up (Terminate, then EOF: libpq's PQfinish) is seen to go
-      // and leaves the queue at once; a full buffer stops reading
-      // (backpressure) rather than fail the read.
-      if (stream_.input().full()) stream_.stop_reading();
+      // and leaves the queue at once; a full buffer stops reading by itself
+      // (Stream's backpressure) until attach() resumes it.
       break;
     default:
       break;
@@ -118,7 +117,7 @@ void ClientConn::process_startup() {
       case protocol::StartupKind::kCancelRequest:
         in.consume(frame.size);
         proxy_.forward_cancel(packet->cancel_pid, packet->cancel_secret);
-        close();
+        close("cancel request forwarded");
         return;
       case protocol::StartupKind::kStartup:
         break;
@@ -438,7 +437,7 @@ void ClientConn::process_idle() {
       continue;
     }
     if (frame.type == 'X') {
-      close();
+      close("Terminate");
       return;
     }
     // Preparing a known statement needs no server (below); anything else
@@ -517,7 +516,7 @@ void ClientConn::fail(std::string_view code, std::string_view message, std::stri
     // encrypt a FATAL with yet, and plaintext would only read as a broken
     // record.
     spdlog::info("{}: closing during the TLS handshake: {}", tag_, message);
-    close();
+    shut(false);
     return;
   }
   spdlog::info("{}: closing with FATAL {}: {}", tag_, code, message);
@@ -533,7 +532,27 @@ void ClientConn::on_server_lost() {
        "the transaction, if any, was rolled back by the server; reconnect and retry");
 }
 
-void ClientConn::on_eof(Stream& /*stream*/, int /*status*/) { close(); }
+void ClientConn::on_eof(Stream& /*stream*/, int status) {
+  // A client may leave whenever it likes; leaving in the middle of a
+  // request or a transaction is worth an info line (its server may have to
+  // go), leaving between them is not.
+  const bool mid_request = state_ == State::kActive || state_ == State::kWaitingForServer;
+  const char* how = status == UV_EOF ? "the client closed the connection"
+                                     : "the client's connection failed: ";
+  if (mid_request) {
+    spdlog::info("{}: closing: {}{} {}", tag_, how, status == UV_EOF ? "" : uv_strerror(status),
+                 state_ == State::kActive ? "while it held a server" : "while it waited for a server");
+  } else {
+    spdlog::debug("{}: closing: {}{}", tag_, how, status == UV_EOF ? "" : uv_strerror(status));
+  }
+  shut(false);
+}
+
+void ClientConn::close(std::string_view reason) {
+  if (state_ == State::kClosing) return;
+  spdlog::debug("{}: closing: {}", tag_, reason);
+  shut(false);
+}
 
 void ClientConn::shut(bool after_writes) {
   if (state_ == State::kClosing) return;

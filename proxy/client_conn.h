@@ -115,8 +115,9 @@ class ClientConn final : public PooledClient,
   // The client's Parse of `statement` failed: its name for it goes.
   void forget_statement(const Statement* statement);
 
-  // Closes at once (dropping unsent output) or after queued output.
-  void close() { shut(false); }
+  // Closes at once, dropping unsent output; `reason` goes to the log (at
+  // debug level: the caller logs a notable close itself).
+  void close(std::string_view reason);
 
  private:
   void shut(bool after_writes);

@@ -104,7 +104,7 @@ void ClientConn::process_active() {
                       // Terminate is for pgmux, not for a shared server.
                       // Anything decided but unsent stays unsent; the server
                       // then counts as dirty and is closed rather than reused.
-                      close();
+                      close("Terminate");
                       return Step::kStop;
                     case 'Q':
                       return on_query(frame, bytes);

@@ -171,7 +171,7 @@ void Proxy::stop() {
     if (client->state() == ClientConn::State::kIdle) {
       client->fail(sqlstate::kAdminShutdown, "pgmux is shutting down");
     } else {
-      client->close();
+      client->close("pgmux is shutting down");
     }
   }
 }
@@ -199,7 +199,7 @@ void Proxy::accept_client() {
   ClientConn* client = slots_[slot].get();
   ++client_count_;
   if (uv_accept(reinterpret_cast<uv_stream_t*>(&listener_), client->stream().uv()) != 0) {
-    client->close();
+    client->close("accept failed");
     return;
   }
   logging_in_.push_back(client);

@@ -71,6 +71,11 @@ void Stream::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* /*buf*/) {
   } else if (nread > 0) {
     self->input_.commit_received(static_cast<size_t>(nread));
     self->events_.on_readable(*self);
+  } else if (nread == UV_ENOBUFS) {
+    // on_alloc found the buffer full of bytes not yet forwarded or decided
+    // on: that is backpressure, not an error. Reading resumes when the
+    // owner has made room and calls start_reading().
+    self->stop_reading();
   } else if (nread < 0) {
     self->stop_reading();
     self->events_.on_eof(*self, static_cast<int>(nread));

@@ -15,6 +15,11 @@
 // encrypted at once (SSL_write copies), and the lender still waits until the
 // ciphertext has reached the kernel, so backpressure works the same way.
 //
+// Backpressure: when input() has no free byte left (every byte is still to
+// be decided on or written), reading stops by itself; the owner resumes it
+// with start_reading() once it has made room. A full buffer never closes
+// the connection.
+//
 // Lifetime: a Stream is embedded in its owner and never moves. close() is
 // idempotent; on_closed() fires from libuv's close callback, after which the
 // owner may be freed. If a stream closes while a slice of its buffer is lent

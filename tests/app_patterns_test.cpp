@@ -1,0 +1,153 @@
+// What real applications send that the simpler tests do not: requests of
+// any size while every server is busy, and COPY that the server ends early.
+// Each test has its own PostgreSQL, since they fill its pool.
+#include <doctest/doctest.h>
+#include <libpq-fe.h>
+
+#include <chrono>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/pg_fixture.h"
+#include "tests/proxy_fixture.h"
+
+namespace pgmux::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+struct Client {
+  PGconn* raw;
+  explicit Client(const std::string& conninfo) : raw(PQconnectdb(conninfo.c_str())) {}
+  ~Client() { PQfinish(raw); }
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+  bool ok() const { return PQstatus(raw) == CONNECTION_OK; }
+  // Runs SQL; returns the first value, or throws with the error.
+  std::string value(const std::string& sql) {
+    PGresult* r = PQexec(raw, sql.c_str());
+    const ExecStatusType status = PQresultStatus(r);
+    std::string out;
+    if (status == PGRES_TUPLES_OK && PQntuples(r) > 0) out = PQgetvalue(r, 0, 0);
+    std::string err = PQresultErrorMessage(r);
+    PQclear(r);
+    if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
+      throw std::runtime_error("query failed: " + sql + ": " + err);
+    }
+    return out;
+  }
+};
+
+template <class Done>
+ProxyRunner::PoolCounts wait_for_counts(ProxyRunner& proxy, Done done,
+                                        std::chrono::milliseconds limit = 10s) {
+  const auto deadline = Clock::now() + limit;
+  ProxyRunner::PoolCounts counts = proxy.pool_counts();
+  while (!done(counts) && Clock::now() < deadline) counts = proxy.pool_counts();
+  return counts;
+}
+
+// Runs `send` (a request of `bytes` bytes) on `client` in a thread, since
+// libpq blocks in send() while pgmux reads no further. Returns the answer.
+struct Request {
+  std::string answer;
+  std::string error;
+  std::thread thread;
+};
+
+void start_request(Request& request, Client& client, const std::string& text, bool as_bind) {
+  request.thread = std::thread([&request, &client, &text, as_bind] {
+    PGresult* r = nullptr;
+    if (as_bind) {
+      const char* values[] = {text.c_str()};
+      r = PQexecParams(client.raw, "select length($1::text)", 1, nullptr, values, nullptr,
+                       nullptr, 0);
+    } else {
+      r = PQexec(client.raw, text.c_str());
+    }
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+      request.answer = PQgetvalue(r, 0, 0);
+    } else {
+      request.error = PQresultErrorMessage(r);
+      if (request.error.empty()) request.error = PQerrorMessage(client.raw);
+    }
+    PQclear(r);
+  });
+}
+
+// A Query of about `size` bytes whose answer is its own length.
+std::string query_of_size(size_t size) {
+  const std::string head = "select length('";
+  const std::string tail = "')";
+  return head + std::string(size - head.size() - tail.size(), 'x') + tail;
+}
+
+TEST_CASE("a request of 16 KB to 64 MiB sent while every server is busy is served, not dropped") {
+  PgServer pg;
+  config::Config config = make_small_config(pg, 1);
+  config.query_wait_timeout = 60s;
+  ProxyRunner proxy(config);
+  Client holder(proxy.conninfo());
+  Client client(proxy.conninfo());
+  REQUIRE(holder.ok());
+  REQUIRE(client.ok());
+
+  const std::vector<size_t> sizes = {12 * 1024,   16 * 1024,   16 * 1024 + 1, 20 * 1024,
+                                     64 * 1024,   1024 * 1024, 20u << 20,     64u << 20};
+  for (const bool as_bind : {false, true}) {
+    for (const size_t size : sizes) {
+      CAPTURE(as_bind);
+      CAPTURE(size);
+      holder.value("begin");
+      holder.value("select 1");  // The only server is now the holder's.
+      const std::string text = as_bind ? std::string(size, 'y') : query_of_size(size);
+      Request request;
+      start_request(request, client, text, as_bind);
+      auto counts = wait_for_counts(proxy, [](const auto& c) { return c.waiting == 1; });
+      CHECK(counts.waiting == 1);
+      holder.value("commit");
+      request.thread.join();
+      CHECK(request.error == "");
+      const size_t expected = as_bind ? size : size - std::string("select length('')").size();
+      CHECK(request.answer == std::to_string(expected));
+      REQUIRE(client.ok());
+      CHECK(client.value("select 2") == "2");
+    }
+  }
+}
+
+TEST_CASE("a 20 MiB Bind on a cold pool waits for the server's login and is served") {
+  PgServer pg;
+  config::Config config = make_small_config(pg, 2);
+  ProxyRunner proxy(config);
+  Client client(proxy.conninfo());
+  REQUIRE(client.ok());
+  const std::string text(20u << 20, 'z');
+  Request request;
+  start_request(request, client, text, /*as_bind=*/true);
+  request.thread.join();
+  CHECK(request.error == "");
+  CHECK(request.answer == std::to_string(text.size()));
+  CHECK(client.value("select 3") == "3");
+}
+
+TEST_CASE("pgjdbc: executeBatch with prepareThreshold=1 on 16 connections sharing 15 servers") {
+  // Each batch is about 150 KB of Bind and Execute; one connection at a
+  // time waits for a server with its whole batch on the way.
+  PgServer pg;
+  config::Config config = make_small_config(pg, 15);
+  config.query_wait_timeout = 60s;
+  ProxyRunner proxy(config);
+  CommandResult r = run_command("java -cp /usr/share/java/postgresql.jar " +
+                                std::string(PGMUX_SOURCE_DIR) +
+                                "/tests/drivers/PgjdbcBatch.java '" + proxy.url() + "' 16");
+  INFO(r.output);
+  CHECK(r.status == 0);
+  CHECK(r.output.find("pgjdbc: 76800 rows, 0 errors") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace pgmux::testing
