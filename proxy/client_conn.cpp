@@ -440,6 +440,16 @@ void ClientConn::process_idle() {
       close("Terminate");
       return;
     }
+    if (frame.type == 'd' || frame.type == 'c' || frame.type == 'f' || frame.type == 'H') {
+      // COPY data (or its end) after the server ended the COPY, or a Flush
+      // with nothing to flush: PostgreSQL drops these outside a COPY, and so
+      // does pgmux, without taking a server for them.
+      const size_t take = std::min<size_t>(frame.size, bytes.size());
+      in.consume(take);
+      discard_left_ = frame.size - take;
+      discard_ends_request_ = false;
+      continue;
+    }
     // Preparing a known statement needs no server (below); anything else
     // is the first message of a transaction: wait for a server.
     if ((frame.type == 'P' || frame.type == 'C') && answer_without_server()) continue;

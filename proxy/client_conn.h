@@ -114,6 +114,8 @@ class ClientConn final : public PooledClient,
   ParamOverrides& overrides() { return overrides_; }
   // The client's Parse of `statement` failed: its name for it goes.
   void forget_statement(const Statement* statement);
+  // Part of a message has gone to the server and the rest has not.
+  bool mid_message() const { return message_left_ > 0; }
 
   // Closes at once, dropping unsent output; `reason` goes to the log (at
   // debug level: the caller logs a notable close itself).

@@ -123,6 +123,12 @@ void ClientConn::process_active() {
   if (state_ == State::kActive) {
     flush_assembly();
     flush_to_server();
+    // The server may have finished while this client was mid-message (the
+    // tail of a COPY the server ended early): now that the message is
+    // through, it can go.
+    if (state_ == State::kActive && message_left_ == 0 && !stream_.lending()) {
+      server_->maybe_release();
+    }
   }
 }
 

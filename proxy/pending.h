@@ -71,6 +71,23 @@ class PendingQueue {
     ring_[(head_ + size_) & (ring_.size() - 1)] = entry;
     ++size_;
   }
+  // Removes the entries behind the front for which `drop` holds; returns
+  // how many went. The front stays.
+  template <class Drop>
+  size_t erase_after_front(Drop drop) {
+    if (size_ < 2) return 0;
+    size_t kept = 1;
+    const size_t mask = ring_.size() - 1;
+    for (size_t i = 1; i < size_; ++i) {
+      const Pending entry = ring_[(head_ + i) & mask];
+      if (drop(entry)) continue;
+      ring_[(head_ + kept) & mask] = entry;
+      ++kept;
+    }
+    const size_t dropped = size_ - kept;
+    size_ = kept;
+    return dropped;
+  }
   Pending pop() {
     assert(size_ > 0);
     Pending entry = ring_[head_];

@@ -4,6 +4,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -489,7 +490,39 @@ void ServerConn::detach() {
   idle_since_ = proxy_.now();
 }
 
-void ServerConn::note_client_message(char type) { expect(Pending{type}); }
+void ServerConn::note_client_message(char type) {
+  if (copy_in_) {
+    switch (type) {
+      case 'd':
+        return;
+      case 'S':
+      case 'H':
+        // In copy-in mode the server ignores Sync and Flush (libpq sends a
+        // Sync after an extended-protocol COPY without knowing it is one).
+        return;
+      case 'c':
+      case 'f':
+        copy_in_ = false;  // Ends the COPY; the server answers for the COPY.
+        return;
+      default:
+        // Anything else ends the COPY with an error (the server's), and is
+        // then handled as after any error.
+        copy_in_ = false;
+        break;
+    }
+  }
+  expect(Pending{type});
+}
+
+void ServerConn::on_copy_in() {
+  // The request at the head of the queue started copy-in mode. Syncs the
+  // client sent behind it are read in that mode and ignored: no
+  // ReadyForQuery will answer them.
+  copy_in_ = true;
+  const size_t dropped = pending_.erase_after_front(
+      [](const Pending& p) { return p.request == 'S' && p.reply == Reply::kForward; });
+  outstanding_ -= std::min<uint32_t>(outstanding_, static_cast<uint32_t>(dropped));
+}
 
 void ServerConn::expect(const Pending& entry) {
   // A Parse entry holds a reference, so its statement outlives a DEALLOCATE
@@ -676,6 +709,10 @@ Step ServerConn::on_response(const protocol::Frame& frame, protocol::ByteView by
     case 'A':
     case 'S':
       break;
+    case 'G':  // CopyInResponse, CopyBothResponse.
+    case 'W':
+      on_copy_in();
+      break;
     case 'Z': {
       auto status = protocol::parse_ready_for_query(bytes.first(frame.size));
       if (!status) {
@@ -683,6 +720,7 @@ Step ServerConn::on_response(const protocol::Frame& frame, protocol::ByteView by
         return Step::kStop;
       }
       tx_status_ = *status;
+      copy_in_ = false;
       skip_to_sync();  // Leftovers, if the server answered fewer than expected.
       if (!pending_.empty() && pending_.front().reply == Reply::kSwallow) {
         if (!head_swallowed && !drain_to_client()) return Step::kStop;
@@ -710,6 +748,10 @@ Step ServerConn::on_response(const protocol::Frame& frame, protocol::ByteView by
     }
     case 'E':
       error_since_ready_ = true;
+      // An error ends copy-in mode: what the client still sends for the
+      // COPY is dropped by the server (after a Query), or skipped up to
+      // the next Sync (extended protocol), which counts again.
+      copy_in_ = false;
       if (!pending_.empty() && !ends_at_ready(pending_.front().request)) {
         const Pending entry = pending_.pop();
         undo(entry);
@@ -761,6 +803,7 @@ void ServerConn::process_active() {
                   if (!pending_.empty() && pending_.front().reply == Reply::kForward &&
                       (frame.type == 'D' ||
                        (frame.type != 'S' && frame.type != 'Z' && frame.type != 'E' &&
+                        frame.type != 'G' && frame.type != 'W' &&
                         !completes(pending_.front().request, frame.type)))) {
                     return Step::kForward;
                   }
@@ -776,10 +819,24 @@ void ServerConn::flush_to_client() {
 
 void ServerConn::maybe_release() {
   if (!release_after_flush_ || state_ != State::kActive) return;
-  release_after_flush_ = false;
   // A pinned client keeps its server: its session state lives there.
-  if (client_ != nullptr && client_->pinned()) return;
-  if (clean() && !stream_.lending() && !stream_.lent_write_pending()) pool_.release(this);
+  if (client_ != nullptr && client_->pinned()) {
+    release_after_flush_ = false;
+    return;
+  }
+  if (!clean()) {
+    release_after_flush_ = false;  // The client asked for more; its ReadyForQuery decides.
+    return;
+  }
+  // Both directions must be at a message boundary with nothing in flight.
+  // The client may be in the middle of a message the server will drop (the
+  // rest of a CopyData after the server ended the COPY): the server is kept
+  // until that message is through, or the next client would send the
+  // server the tail of it. ClientConn calls again when it is.
+  if (stream_.lending() || stream_.lent_write_pending()) return;
+  if (client_ != nullptr && client_->mid_message()) return;
+  release_after_flush_ = false;
+  pool_.release(this);
 }
 
 void ServerConn::on_lent_write_done(Stream& /*lender*/) {

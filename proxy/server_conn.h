@@ -107,6 +107,9 @@ class ServerConn final : public PooledServer, private StreamEvents {
   Stream& stream() { return stream_; }
   // The client forwarded a message of this type.
   void note_client_message(char type);
+  // Releases the server if its last ReadyForQuery said it may go and both
+  // directions are now at a message boundary.
+  void maybe_release();
   // A request whose responses need more than forwarding (see Pending).
   // kFake entries are answered as soon as every earlier response is out.
   void expect(const Pending& entry);
@@ -149,7 +152,8 @@ class ServerConn final : public PooledServer, private StreamEvents {
   void process_check();
   void process_active();
   void flush_to_client();
-  void maybe_release();
+  // The server answered the head request with CopyInResponse.
+  void on_copy_in();
   // Every decided byte goes to the client; false (and reading stops) while
   // that write is in flight.
   bool drain_to_client();
@@ -194,6 +198,9 @@ class ServerConn final : public PooledServer, private StreamEvents {
   char tx_status_ = 'I';       // From the last ReadyForQuery.
   uint64_t message_left_ = 0;  // Bytes of a message being streamed through.
   bool release_after_flush_ = false;
+  // Copy-in mode (CopyInResponse seen; the client's CopyDone or CopyFail,
+  // or an error, not yet): the server ignores Sync and Flush.
+  bool copy_in_ = false;
   PendingQueue pending_;
   ServerStatements statements_;
   ParamOverrides overrides_;
