@@ -2,6 +2,7 @@
 
 #include <cassert>
 #include <cstring>
+#include <optional>
 
 #include "protocol/sqlstate.h"
 #include "protocol/wire.h"
@@ -70,6 +71,18 @@ class Reader {
     return true;
   }
   ByteView rest() const { return bytes_.subspan(pos_); }
+  bool read_i16(int16_t* v) {
+    if (remaining() < 2) return false;
+    *v = static_cast<int16_t>((bytes_[pos_] << 8) | bytes_[pos_ + 1]);
+    pos_ += 2;
+    return true;
+  }
+  bool read_span(size_t n, ByteView* out) {
+    if (remaining() < n) return false;
+    *out = bytes_.subspan(pos_, n);
+    pos_ += n;
+    return true;
+  }
 
  private:
   ByteView bytes_;
@@ -113,6 +126,21 @@ void append_parameter_status(Bytes& out, std::string_view name, std::string_view
   const size_t at = begin_message(out, 'S');
   put_cstring(out, name);
   put_cstring(out, value);
+  patch_length(out, at);
+}
+
+void append_data_row(Bytes& out, const std::vector<std::optional<std::string_view>>& values) {
+  const size_t at = begin_message(out, 'D');
+  out.push_back(static_cast<char>((values.size() >> 8) & 0xff));
+  out.push_back(static_cast<char>(values.size() & 0xff));
+  for (const auto& value : values) {
+    if (!value) {
+      put_i32(out, -1);
+      continue;
+    }
+    put_i32(out, static_cast<int32_t>(value->size()));
+    out.append(value->data(), value->size());
+  }
   patch_length(out, at);
 }
 
@@ -346,6 +374,31 @@ Result<ParameterStatus> parse_parameter_status(ByteView message) {
   if (!reader->read_cstring(&out.name)) return malformed(kWhat, "name is missing its terminator");
   if (!reader->read_cstring(&out.value)) return malformed(kWhat, "value is missing its terminator");
   if (!reader->done()) return malformed(kWhat, "bytes after the value");
+  return out;
+}
+
+Result<std::vector<std::optional<std::string_view>>> parse_data_row(ByteView message) {
+  constexpr std::string_view kWhat = "DataRow";
+  auto reader = open_message(message, 'D', kWhat);
+  if (!reader) return reader.error();
+  int16_t count = 0;
+  if (!reader->read_i16(&count) || count < 0) return malformed(kWhat, "bad column count");
+  std::vector<std::optional<std::string_view>> out;
+  out.reserve(static_cast<size_t>(count));
+  for (int16_t i = 0; i < count; ++i) {
+    int32_t length = 0;
+    if (!reader->read_i32(&length)) return malformed(kWhat, "a column length is missing");
+    if (length == -1) {
+      out.emplace_back(std::nullopt);
+      continue;
+    }
+    ByteView value;
+    if (length < 0 || !reader->read_span(static_cast<size_t>(length), &value)) {
+      return malformed(kWhat, "a column is longer than the message");
+    }
+    out.emplace_back(std::string_view(reinterpret_cast<const char*>(value.data()), value.size()));
+  }
+  if (!reader->done()) return malformed(kWhat, "bytes after the last column");
   return out;
 }
 

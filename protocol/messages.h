@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -52,6 +53,7 @@ void append_notice_response(Bytes& out, std::string_view severity, std::string_v
 void append_ready_for_query(Bytes& out, char status);  // 'I', 'T' or 'E'
 void append_parameter_status(Bytes& out, std::string_view name, std::string_view value);
 void append_backend_key_data(Bytes& out, int32_t pid, int32_t secret);
+void append_data_row(Bytes& out, const std::vector<std::optional<std::string_view>>& values);
 void append_authentication_ok(Bytes& out);
 
 // StartupMessage for protocol 3.0 with the given name/value pairs.
@@ -121,5 +123,8 @@ Result<BackendKeyData> parse_backend_key_data(ByteView message);  // 'K'
 
 // Returns the transaction status byte ('I', 'T' or 'E').
 Result<char> parse_ready_for_query(ByteView message);  // 'Z'
+
+// The columns of a DataRow ('D'), as text or binary bytes; nullopt is NULL.
+Result<std::vector<std::optional<std::string_view>>> parse_data_row(ByteView message);
 
 }  // namespace pgmux::protocol

@@ -326,5 +326,37 @@ TEST_CASE("ParameterStatus missing its value") {
   check_protocol_violation(parse_parameter_status(view(out)).error(), "value");
 }
 
+TEST_CASE("DataRow: values, NULL, empty; malformed counts and lengths") {
+  Bytes out;
+  append_data_row(out, {std::string_view("search_path"), std::nullopt, std::string_view("")});
+  auto row = parse_data_row(view(out));
+  REQUIRE(row.ok());
+  REQUIRE(row->size() == 3);
+  CHECK((*row)[0] == std::optional<std::string_view>("search_path"));
+  CHECK_FALSE((*row)[1].has_value());
+  CHECK((*row)[2] == std::optional<std::string_view>(""));
+
+  Bytes none;
+  append_data_row(none, {});
+  CHECK(parse_data_row(view(none))->empty());
+
+  // One column that claims 9 bytes but has 2.
+  check_protocol_violation(parse_data_row(view(raw({'D', 0, 0, 0, 12, 0, 1, 0, 0, 0, 9, 'a', 'b'})))
+                               .error(),
+                           "longer");
+  // Two columns announced, one present.
+  check_protocol_violation(
+      parse_data_row(view(raw({'D', 0, 0, 0, 11, 0, 2, 0, 0, 0, 1, 'a'}))).error(), "missing");
+  // A negative count, and a length below -1.
+  check_protocol_violation(parse_data_row(view(raw({'D', 0, 0, 0, 6, 0xff, 0xfe}))).error(),
+                           "count");
+  check_protocol_violation(
+      parse_data_row(view(raw({'D', 0, 0, 0, 10, 0, 1, 0xff, 0xff, 0xff, 0xfe}))).error(),
+      "longer");
+  // Bytes after the last column.
+  check_protocol_violation(
+      parse_data_row(view(raw({'D', 0, 0, 0, 11, 0, 1, 0, 0, 0, 0, 'x'}))).error(), "after");
+}
+
 }  // namespace
 }  // namespace pgmux::protocol

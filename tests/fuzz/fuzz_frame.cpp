@@ -132,6 +132,14 @@ void inspect_message(ByteView message, char type) {
       check(same(message, again));
       break;
     }
+    case 'D': {
+      auto row = parse_data_row(message);
+      if (!row) break;
+      Bytes again;
+      append_data_row(again, *row);
+      check(same(message, again));
+      break;
+    }
     case 'K': {
       auto k = parse_backend_key_data(message);
       if (!k) break;
