@@ -537,18 +537,23 @@ class Classifier {
 
 }  // namespace
 
-std::vector<SqlStatement> scan_sql(std::string_view sql) {
+std::vector<SqlStatement> scan_sql(std::string_view sql, size_t* statements) {
   std::vector<SqlStatement> out;
   Lexer lexer(sql, 0);
+  size_t non_empty = 0;
   // Each statement is lexed once to find its end and facts, and the few that
   // start with a keyword of interest a second time from their start: linear.
   for (;;) {
     StatementFacts facts;
     size_t count = 0;
     const bool more = read_statement(lexer, facts, count);
-    if (count > 0) Classifier(sql, facts, out).run();
+    if (count > 0) {
+      ++non_empty;
+      Classifier(sql, facts, out).run();
+    }
     if (!more) break;
   }
+  if (statements != nullptr) *statements = non_empty;
   return out;
 }
 

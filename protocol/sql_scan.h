@@ -44,7 +44,9 @@ struct SqlStatement {
 
 // Statements that matter, in order. SET LOCAL is not reported (it ends with
 // the transaction). Quoted identifiers keep their quotes in `name`.
-std::vector<SqlStatement> scan_sql(std::string_view sql);
+// `statements`, if given, gets the number of statements in `sql`, whether
+// they matter or not (empty ones between semicolons do not count).
+std::vector<SqlStatement> scan_sql(std::string_view sql, size_t* statements = nullptr);
 
 // True when `sql` might contain one of the above: a fast pre-check (a few
 // keyword searches) so ordinary queries skip scan_sql entirely.

@@ -353,5 +353,19 @@ TEST_CASE("may_change_session") {
   }
 }
 
+TEST_CASE("scan_sql counts every statement, empty ones excepted") {
+  size_t n = 99;
+  CHECK(scan_sql("set search_path = a", &n).size() == 1);
+  CHECK(n == 1);
+  CHECK(scan_sql("set a.b = 1; select 1;; ", &n).size() == 1);
+  CHECK(n == 2);
+  CHECK(scan_sql("select ';'; /* ; */ select $$;$$", &n).empty());
+  CHECK(n == 2);
+  CHECK(scan_sql("", &n).empty());
+  CHECK(n == 0);
+  CHECK(scan_sql("begin; set local statement_timeout = 1; commit", &n).empty());
+  CHECK(n == 3);
+}
+
 }  // namespace
 }  // namespace pgmux::protocol

@@ -160,7 +160,9 @@ class ClientConn final : public PooledClient,
   enum class SqlAction { kForward, kRefuse, kDeallocate };
   // Looks for session-state statements in a Query or Parse: tracks SET,
   // pins, unpins. For kDeallocate, *statement is the client's statement.
-  SqlAction inspect_sql(std::string_view sql, bool named_parse, Statement** statement);
+  // `simple_query`: from a Query message (else a Parse).
+  SqlAction inspect_sql(std::string_view sql, bool named_parse, Statement** statement,
+                        bool simple_query);
   void pin();
   void unpin();
   ClientStatements& statements();

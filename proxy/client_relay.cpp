@@ -223,7 +223,8 @@ Step ClientConn::on_query(const protocol::Frame& frame, protocol::ByteView bytes
       // with more after it), so the tracking reads no further: a setting
       // replayed later never carries a NUL.
       const std::string_view text = sql.substr(0, sql.find('\0'));
-      const SqlAction action = inspect_sql(text, /*named_parse=*/false, &statement);
+      const SqlAction action = inspect_sql(text, /*named_parse=*/false, &statement,
+                                           /*simple_query=*/true);
       if (action != SqlAction::kForward) {
         protocol::Bytes& out = assembly();
         protocol::append_query(out, action == SqlAction::kDeallocate
@@ -271,7 +272,9 @@ Step ClientConn::on_parse(const protocol::Frame& frame, protocol::ByteView bytes
   std::string_view query = parse->query;
   Statement* deallocated = nullptr;
   SqlAction action = SqlAction::kForward;
-  if (session_sql) action = inspect_sql(query, !parse->name.empty(), &deallocated);
+  if (session_sql) {
+    action = inspect_sql(query, !parse->name.empty(), &deallocated, /*simple_query=*/false);
+  }
   protocol::Bytes& out = assembly();
   if (action == SqlAction::kRefuse) query = refusal_sql(proxy_.config());
   if (parse->name.empty()) {
@@ -422,8 +425,19 @@ Step ClientConn::on_describe_or_close(const protocol::Frame& frame, protocol::By
 }
 
 ClientConn::SqlAction ClientConn::inspect_sql(std::string_view sql, bool named_parse,
-                                              Statement** statement) {
-  const std::vector<protocol::SqlStatement> found = protocol::scan_sql(sql);
+                                              Statement** statement, bool simple_query) {
+  size_t statements_in_sql = 0;
+  const std::vector<protocol::SqlStatement> found = protocol::scan_sql(sql, &statements_in_sql);
+  // A simple Query made only of SET and RESET, sent between transactions,
+  // takes effect exactly when it succeeds; anything else may be undone by a
+  // rollback (of a block, a savepoint, or the implicit transaction of a
+  // multi-statement Query), so the server is asked afterwards.
+  bool exact = simple_query && found.size() == statements_in_sql &&
+               server_->between_transactions();
+  for (const protocol::SqlStatement& s : found) {
+    exact = exact && (s.kind == protocol::SqlKind::kSet || s.kind == protocol::SqlKind::kSetDefault ||
+                      s.kind == protocol::SqlKind::kReset || s.kind == protocol::SqlKind::kResetAll);
+  }
   bool needs_pin = false;
   for (const protocol::SqlStatement& s : found) {
     switch (s.kind) {
@@ -437,15 +451,16 @@ ClientConn::SqlAction ClientConn::inspect_sql(std::string_view sql, bool named_p
           needs_pin = true;
           break;
         }
-        server_->note_untracked_set(*name, s.value, s.kind != protocol::SqlKind::kSet);
+        server_->note_untracked_set(*name, s.value, s.kind != protocol::SqlKind::kSet, exact);
         break;
       }
       case protocol::SqlKind::kResetAll:
-        server_->note_reset_all();
+        server_->note_reset_all(exact);
         break;
       case protocol::SqlKind::kDiscardAll:
         // Resets the session and deallocates every statement on the server.
-        server_->note_reset_all();
+        // It cannot run inside a transaction block, so it never is undone.
+        server_->note_reset_all(/*exact=*/true);
         server_->statements().clear();
         if (statements_) statements_->clear();
         unpin();

@@ -35,6 +35,7 @@ struct Pending {
   // 'C' with kSwallow: a statement being closed to make room (to record it
   // again if the server skips the Close). The entry owns one reference.
   Statement* statement = nullptr;
+  bool settings = false;  // 'Q' with kSwallow: the read-back of settings (its rows count).
 };
 
 // True when `response` is the last message answering `request` (before any

@@ -575,14 +575,95 @@ void ServerConn::send_session_sync(const std::string& sql, const ParamOverrides&
   pending_.push(Pending{'Q', Reply::kSwallow});
 }
 
-void ServerConn::note_untracked_set(std::string_view name, std::string_view value, bool reset) {
+void ServerConn::note_untracked_set(std::string_view name, std::string_view value, bool reset,
+                                    bool exact) {
   untracked_sets_.push_back(ParamValue{std::string(name), reset ? std::string() : std::string(value),
                                        !reset});
+  if (!exact) settings_unsure_ = true;
 }
 
-void ServerConn::note_reset_all() {
-  untracked_sets_.clear();
+void ServerConn::note_reset_all(bool exact) {
+  // The read-back needs every name seen, in case a savepoint undoes the RESET.
+  if (exact && !settings_unsure_) untracked_sets_.clear();
   untracked_reset_all_ = true;
+  if (!exact) settings_unsure_ = true;
+}
+
+namespace {
+
+void append_sql_literal(std::string& sql, std::string_view value) {
+  sql += "E'";
+  for (char c : value) {
+    if (c == '\'' || c == '\\') sql += c;
+    sql += c;
+  }
+  sql += '\'';
+}
+
+}  // namespace
+
+void ServerConn::read_back_settings() {
+  // The names to ask about: every one set or reset since the last settled
+  // ReadyForQuery, and after RESET ALL every unreported one either side has.
+  std::vector<std::string_view> names;
+  auto add = [&](std::string_view name) {
+    if (pool_.reports(name)) return;
+    for (std::string_view seen : names) {
+      if (seen == name) return;
+    }
+    names.push_back(name);
+  };
+  for (const ParamValue& set : untracked_sets_) add(set.name);
+  if (untracked_reset_all_) {
+    for (const ParamValue& item : overrides_.items()) add(item.name);
+    if (client_ != nullptr) {
+      for (const ParamValue& item : client_->overrides().items()) add(item.name);
+    }
+  }
+  std::string sql;
+  if (!names.empty()) {
+    // One row per name: its value now (NULL if no such setting), and
+    // whether that is what RESET would give (a placeholder that pg_settings
+    // does not list is at its default when unset or empty).
+    sql =
+        "SELECT n, pg_catalog.current_setting(n, true), COALESCE((SELECT s.setting = s.reset_val "
+        "FROM pg_catalog.pg_settings s WHERE pg_catalog.lower(s.name) = n), "
+        "COALESCE(pg_catalog.current_setting(n, true), '') = '') FROM pg_catalog.unnest(ARRAY[";
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (i > 0) sql += ", ";
+      append_sql_literal(sql, names[i]);
+    }
+    sql += "]::text[]) AS n";
+  }
+  untracked_sets_.clear();
+  untracked_reset_all_ = false;
+  settings_unsure_ = false;
+  if (sql.empty()) return;
+  spdlog::debug("{}: reading back {} setting(s) after the transaction", tag_, names.size());
+  scratch_.clear();
+  protocol::append_query(scratch_, sql);
+  stream_.write_owned(scratch_);
+  Pending entry{'Q', Reply::kSwallow};
+  entry.settings = true;
+  pending_.push(entry);
+}
+
+void ServerConn::on_settings_row(protocol::ByteView message) {
+  auto row = protocol::parse_data_row(message);
+  if (!row || row->size() != 3 || !(*row)[0]) return;
+  const std::optional<std::string> name = normalise_param_name(*(*row)[0]);
+  if (!name) return;
+  const std::optional<std::string_view> value = (*row)[1];
+  const bool is_default = !value || ((*row)[2] && *(*row)[2] == "t");
+  auto record = [&](ParamOverrides& to) {
+    if (is_default) {
+      to.erase(*name);
+    } else {
+      to.set(*name, *value, false);
+    }
+  };
+  record(overrides_);
+  if (client_ != nullptr) record(client_->overrides());
 }
 
 void ServerConn::apply_untracked_sets() {
@@ -703,6 +784,9 @@ Step ServerConn::on_response(const protocol::Frame& frame, protocol::ByteView by
   if (head_swallowed && !drain_to_client()) return Step::kStop;
 
   if (type == 'S') on_parameter_status(bytes.first(frame.size));
+  if (type == 'D' && head_swallowed && pending_.front().settings) {
+    on_settings_row(bytes.first(frame.size));
+  }
   bool done = false;
   switch (type) {
     case 'N':
@@ -724,21 +808,32 @@ Step ServerConn::on_response(const protocol::Frame& frame, protocol::ByteView by
       skip_to_sync();  // Leftovers, if the server answered fewer than expected.
       if (!pending_.empty() && pending_.front().reply == Reply::kSwallow) {
         if (!head_swallowed && !drain_to_client()) return Step::kStop;
-        // The end of the session sync pgmux sent: not the client's business.
+        // The end of the session sync or the settings read-back pgmux
+        // sent: not the client's business.
         if (error_since_ready_) {
-          spdlog::warn("{}: bringing the session parameters in line failed", tag_);
+          spdlog::warn("{}: {} failed", tag_,
+                       pending_.front().settings ? "reading back the session parameters"
+                                                 : "bringing the session parameters in line");
         }
         error_since_ready_ = false;
         in.consume(frame.size);
         pending_.pop();
         answer_fakes();
+        if (clean()) release_after_flush_ = true;
         return Step::kHandled;
       }
-      apply_untracked_sets();
-      error_since_ready_ = false;
       if (outstanding_ > 0) --outstanding_;
       if (!pending_.empty()) pending_.pop();
       in.mark_parsed(frame.size);
+      if (!settings_unsure_) {
+        apply_untracked_sets();
+      } else if (clean()) {
+        // The transaction is over and nothing else is in flight: what it
+        // left is what the server says now. Until its answer the server is
+        // not clean, so it stays with this client.
+        read_back_settings();
+      }
+      error_since_ready_ = false;
       if (clean()) release_after_flush_ = true;
       if (!pending_.empty() && pending_.front().reply == Reply::kFake) {
         if (!drain_to_client()) return Step::kStop;

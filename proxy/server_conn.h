@@ -118,10 +118,18 @@ class ServerConn final : public PooledServer, private StreamEvents {
   // Session parameters this server differs from a fresh one by.
   const ParamOverrides& overrides() const { return overrides_; }
   // The client ran SET (sql = value as written) or RESET of a parameter
-  // PostgreSQL does not report; recorded on both sides at the next
-  // ReadyForQuery unless an error came first.
-  void note_untracked_set(std::string_view name, std::string_view value, bool reset);
-  void note_reset_all();
+  // PostgreSQL does not report. `exact`: the request is a simple Query of
+  // SET/RESET statements only, sent with nothing else in flight outside a
+  // transaction block, so it takes effect exactly when it succeeds: recorded
+  // on both sides at the next ReadyForQuery unless an error came first.
+  // Otherwise a transaction or savepoint may still undo it (or SET LOCAL-like
+  // effects may be mixed in): once the server is idle with nothing in flight,
+  // pgmux reads the settings back from the server and records what it says.
+  void note_untracked_set(std::string_view name, std::string_view value, bool reset, bool exact);
+  void note_reset_all(bool exact);
+  // Nothing is in flight and no transaction block is open: a Query sent now
+  // runs in its own implicit transaction.
+  bool between_transactions() const { return clean(); }
   // Sends `sql` (the session sync) ahead of the client's first message;
   // its responses are swallowed. The server then has the client's settings.
   void send_session_sync(const std::string& sql, const ParamOverrides& client);
@@ -168,6 +176,10 @@ class ServerConn final : public PooledServer, private StreamEvents {
   void answer_fakes();
   void on_parameter_status(protocol::ByteView message);
   void apply_untracked_sets();
+  // Sends the query that reads back the settings noted since the last
+  // ReadyForQuery that settled them; its rows arrive in on_settings_row.
+  void read_back_settings();
+  void on_settings_row(protocol::ByteView message);
 
   Proxy& proxy_;
   Pool& pool_;
@@ -208,6 +220,7 @@ class ServerConn final : public PooledServer, private StreamEvents {
   // confirms them; reset_all_ for RESET ALL / DISCARD ALL.
   std::vector<ParamValue> untracked_sets_;  // Empty value with sql=false: RESET.
   bool untracked_reset_all_ = false;
+  bool settings_unsure_ = false;  // Some untracked change needs the read-back.
   bool error_since_ready_ = false;
   protocol::Bytes scratch_;  // Generated messages, reused.
 };

@@ -149,5 +149,19 @@ TEST_CASE("pgjdbc: executeBatch with prepareThreshold=1 on 16 connections sharin
   CHECK(r.output.find("pgjdbc: 76800 rows, 0 errors") != std::string::npos);
 }
 
+TEST_CASE("psycopg: a SET that its transaction undoes, and SET LOCAL, never follow the client") {
+  // 3 servers for the checking client and 6 busy others: its later
+  // transactions run on servers other than the one that ran the SET.
+  PgServer pg;
+  config::Config config = make_small_config(pg, 3);
+  config.query_wait_timeout = 60s;
+  ProxyRunner proxy(config);
+  CommandResult r = run_command(std::string("/usr/bin/python3 ") + PGMUX_SOURCE_DIR +
+                                "/tests/drivers/psycopg_settings.py '" + proxy.url() + "'");
+  INFO(r.output);
+  CHECK(r.status == 0);
+  CHECK(r.output.find("psycopg-settings: 78 checks, 0 errors") != std::string::npos);
+}
+
 }  // namespace
 }  // namespace pgmux::testing
