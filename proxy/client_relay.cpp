@@ -129,6 +129,12 @@ void ClientConn::process_active() {
     if (state_ == State::kActive && message_left_ == 0 && !stream_.lending()) {
       server_->maybe_release();
     }
+    // Reading stops by itself when the buffer fills (a request that grew
+    // while the client waited); with room made and no write in flight, it
+    // goes on. Over TLS this also decrypts what waits in the session.
+    if (state_ == State::kActive && !stream_.lending() && !stream_.reading()) {
+      stream_.start_reading();
+    }
   }
 }
 

@@ -110,6 +110,8 @@ class Pool {
   size_t active_count() const { return active_.size(); }
   size_t opening_count() const { return opening_.size(); }
   size_t checking_count() const { return checking_.size(); }
+  // The client at the head of the wait queue, or null.
+  PooledClient* first_waiting() const { return waiting_.front(); }
 
   void close_all();  // Shutdown.
 

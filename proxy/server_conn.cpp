@@ -905,6 +905,11 @@ void ServerConn::process_active() {
                   return on_response(frame, bytes);
                 });
   if (state_ == State::kActive) flush_to_client();
+  // As for the client: a buffer that filled stopped reading; with room made
+  // and nothing in flight, reading goes on.
+  if (state_ == State::kActive && !stream_.lending() && !stream_.reading()) {
+    stream_.start_reading();
+  }
 }
 
 void ServerConn::flush_to_client() {

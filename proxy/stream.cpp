@@ -210,7 +210,14 @@ void Stream::pump() {
   pumping_ = true;
   while (reading_ && !closing_) {
     std::span<uint8_t> tail = input_.free_tail();
-    if (tail.empty()) break;
+    if (tail.empty()) {
+      // The buffer is full: stop taking ciphertext too (it would pile up in
+      // the TLS session without bound). start_reading() pumps again, which
+      // matters when the socket has nothing more to say: the plaintext
+      // waiting in the session is the rest of the client's request.
+      stop_reading();
+      break;
+    }
     auto n = tls_->read(tail);
     flush_tls_output();
     if (!n) {

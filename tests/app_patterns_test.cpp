@@ -10,6 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include "proxy/client_conn.h"
+#include "proxy/pool.h"
 #include "tests/pg_fixture.h"
 #include "tests/proxy_fixture.h"
 
@@ -85,18 +87,30 @@ std::string query_of_size(size_t size) {
   return head + std::string(size - head.size() - tail.size(), 'x') + tail;
 }
 
-TEST_CASE("a request of 16 KB to 64 MiB sent while every server is busy is served, not dropped") {
-  PgServer pg;
-  config::Config config = make_small_config(pg, 1);
-  config.query_wait_timeout = 60s;
-  ProxyRunner proxy(config);
+// Polls until the client at the head of the wait queue has stopped reading
+// its socket; false if it has not within 10 s.
+bool waiting_client_stops_reading(ProxyRunner& proxy) {
+  const auto deadline = Clock::now() + 10s;
+  while (Clock::now() < deadline) {
+    bool stopped = false;
+    proxy.on_loop([&](proxy::Proxy& p) {
+      proxy::Pool* pool = p.find_pool(kAppDatabase);
+      auto* client = static_cast<proxy::ClientConn*>(pool ? pool->first_waiting() : nullptr);
+      stopped = client != nullptr && !client->stream().reading();
+    });
+    if (stopped) return true;
+  }
+  return false;
+}
+
+// With the only server held by another client, `client` sends requests of
+// each size (as a Query, then as a Bind parameter); each must wait, then run.
+void requests_while_queued(ProxyRunner& proxy, const std::string& conninfo,
+                           const std::vector<size_t>& sizes) {
   Client holder(proxy.conninfo());
-  Client client(proxy.conninfo());
+  Client client(conninfo);
   REQUIRE(holder.ok());
   REQUIRE(client.ok());
-
-  const std::vector<size_t> sizes = {12 * 1024,   16 * 1024,   16 * 1024 + 1, 20 * 1024,
-                                     64 * 1024,   1024 * 1024, 20u << 20,     64u << 20};
   for (const bool as_bind : {false, true}) {
     for (const size_t size : sizes) {
       CAPTURE(as_bind);
@@ -108,6 +122,12 @@ TEST_CASE("a request of 16 KB to 64 MiB sent while every server is busy is serve
       start_request(request, client, text, as_bind);
       auto counts = wait_for_counts(proxy, [](const auto& c) { return c.waiting == 1; });
       CHECK(counts.waiting == 1);
+      if (size > 64 * 1024) {
+        // Memory stays bounded by reading no further: once its buffer is
+        // full, pgmux stops reading the waiting client's socket (and, over
+        // TLS, stops taking ciphertext it cannot decrypt into the buffer).
+        CHECK(waiting_client_stops_reading(proxy));
+      }
       holder.value("commit");
       request.thread.join();
       CHECK(request.error == "");
@@ -116,6 +136,28 @@ TEST_CASE("a request of 16 KB to 64 MiB sent while every server is busy is serve
       REQUIRE(client.ok());
       CHECK(client.value("select 2") == "2");
     }
+  }
+}
+
+TEST_CASE("a request of 16 KB to 64 MiB sent while every server is busy is served, not dropped") {
+  PgServer pg;
+  config::Config config = make_small_config(pg, 1);
+  config.query_wait_timeout = 60s;
+  const TestPki& pki = test_pki();
+  config.client_tls = config::ClientTls::kAllow;
+  config.client_tls_cert_file = pki.server_cert;
+  config.client_tls_key_file = pki.server_key;
+  ProxyRunner proxy(config);
+  SUBCASE("plaintext") {
+    requests_while_queued(proxy, proxy.conninfo(),
+                          {12 * 1024, 16 * 1024, 16 * 1024 + 1, 20 * 1024, 64 * 1024, 1024 * 1024,
+                           20u << 20, 64u << 20});
+  }
+  SUBCASE("TLS") {
+    // Decrypted bytes wait in the TLS session, not in pgmux's buffer: the
+    // stream must stop reading the socket all the same.
+    requests_while_queued(proxy, proxy.conninfo() + " sslmode=require",
+                          {16 * 1024 + 1, 1024 * 1024, 64u << 20});
   }
 }
 

@@ -297,6 +297,12 @@ bool FakeServer::handle(Backend& b, char type, std::string_view body) {
   if (b.phase == Phase::kCopyIn) {
     switch (type) {
       case 'd':
+        // A row the server rejects: the COPY ends while the client may
+        // still be sending (what PostgreSQL does with a bad row).
+        if (!contains(body, "BADROW")) return true;
+        protocol::append_error_response(out, "ERROR", "22P02", "invalid input syntax at BADROW");
+        if (b.tx == 'T') b.tx = 'E';
+        break;
       case 'H':
       case 'S':
         return true;

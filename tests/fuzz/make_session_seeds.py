@@ -83,6 +83,19 @@ SEEDS = {
     "copy_in": header() + rec(query("copy t from stdin")) + rec(msg(b"d", b"1\n") + msg(b"c")),
     "copy_fail": header() + rec(query("copy t from stdin")) + rec(msg(b"d", b"1\n") +
                                                               msg(b"f", cstr("no"))),
+    "copy_rejected_streaming": header() + rec(query("copy t from STDIN")) +
+    rec(msg(b"d", b"BADROW\n") + msg(b"d", b"x" * 300) + msg(b"d", b"2\n") + msg(b"c") +
+        query("select 1")) + rec(query("select 2"), op=1),
+    "copy_rejected_extended": header() + rec(parse("", "copy t from STDIN") + bind("", "") +
+                                             execute() + SYNC) +
+    rec(msg(b"d", b"BADROW\n") + msg(b"d", b"3\n") + msg(b"c") + SYNC) +
+    rec(query("select 3"), op=1),
+    "copy_extended_sync_behind": header() + rec(parse("", "copy t from STDIN") + bind("", "") +
+                                                execute() + SYNC) +
+    rec(msg(b"d", b"1\n") + msg(b"c") + SYNC) + rec(query("select 4"), op=1),
+    "set_in_rolled_back_block": header(0b01000110) + rec(query("begin")) +
+    rec(query("set search_path = a")) + rec(query("savepoint s; reset all")) +
+    rec(query("rollback")) + rec(query("select 5"), op=1),
     "pin_temp": header() + rec(query("create temp table t(x int)")) + rec(query("discard all")),
     "pin_refuse": header(0b01100000) + rec(query("listen c")),
     "raw_ssl_request": header(0b01000001) + rec(struct.pack(">II", 8, 80877103)),
