@@ -589,19 +589,6 @@ void ServerConn::note_reset_all(bool exact) {
   if (!exact) settings_unsure_ = true;
 }
 
-namespace {
-
-void append_sql_literal(std::string& sql, std::string_view value) {
-  sql += "E'";
-  for (char c : value) {
-    if (c == '\'' || c == '\\') sql += c;
-    sql += c;
-  }
-  sql += '\'';
-}
-
-}  // namespace
-
 void ServerConn::read_back_settings() {
   // The names to ask about: every one set or reset since the last settled
   // ReadyForQuery, and after RESET ALL every unreported one either side has.

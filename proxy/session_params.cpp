@@ -7,8 +7,9 @@ namespace {
 
 bool same_name(std::string_view a, std::string_view b) { return a == b; }
 
-// A string literal that means the same whatever standard_conforming_strings is.
-void append_literal(std::string& sql, std::string_view value) {
+}  // namespace
+
+void append_sql_literal(std::string& sql, std::string_view value) {
   sql += "E'";
   for (char c : value) {
     if (c == '\'' || c == '\\') sql += c;
@@ -16,8 +17,6 @@ void append_literal(std::string& sql, std::string_view value) {
   }
   sql += '\'';
 }
-
-}  // namespace
 
 const ParamValue* ParamOverrides::find(std::string_view name) const {
   for (const ParamValue& item : items_) {
@@ -67,9 +66,9 @@ void append_param_sync(std::string& sql, const ParamOverrides& client,
       sql += "SET " + want.name + " TO " + want.value + ";";
     } else {
       sql += "SELECT pg_catalog.set_config(";
-      append_literal(sql, want.name);
+      append_sql_literal(sql, want.name);
       sql += ", ";
-      append_literal(sql, want.value);
+      append_sql_literal(sql, want.value);
       sql += ", false);";
     }
   }

@@ -48,6 +48,10 @@ class ParamOverrides {
 // not a plain GUC name ([a-z0-9_.$], not empty), which pgmux will not track.
 std::optional<std::string> normalise_param_name(std::string_view name);
 
+// Appends `value` as a string literal that means the same whatever
+// standard_conforming_strings is (E'...', quotes and backslashes doubled).
+void append_sql_literal(std::string& sql, std::string_view value);
+
 // Appends to `sql` the statements that turn a server whose session differs
 // from the baseline by `server` into one that differs by `client`. Appends
 // nothing when they agree.

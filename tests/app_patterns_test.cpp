@@ -12,6 +12,7 @@
 
 #include "proxy/client_conn.h"
 #include "proxy/pool.h"
+#include "tests/libpq_conn.h"
 #include "tests/pg_fixture.h"
 #include "tests/proxy_fixture.h"
 
@@ -21,37 +22,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-struct Client {
-  PGconn* raw;
-  explicit Client(const std::string& conninfo) : raw(PQconnectdb(conninfo.c_str())) {}
-  ~Client() { PQfinish(raw); }
-  Client(const Client&) = delete;
-  Client& operator=(const Client&) = delete;
-  bool ok() const { return PQstatus(raw) == CONNECTION_OK; }
-  // Runs SQL; returns the first value, or throws with the error.
-  std::string value(const std::string& sql) {
-    PGresult* r = PQexec(raw, sql.c_str());
-    const ExecStatusType status = PQresultStatus(r);
-    std::string out;
-    if (status == PGRES_TUPLES_OK && PQntuples(r) > 0) out = PQgetvalue(r, 0, 0);
-    std::string err = PQresultErrorMessage(r);
-    PQclear(r);
-    if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
-      throw std::runtime_error("query failed: " + sql + ": " + err);
-    }
-    return out;
-  }
-};
-
-template <class Done>
-ProxyRunner::PoolCounts wait_for_counts(ProxyRunner& proxy, Done done,
-                                        std::chrono::milliseconds limit = 10s) {
-  const auto deadline = Clock::now() + limit;
-  ProxyRunner::PoolCounts counts = proxy.pool_counts();
-  while (!done(counts) && Clock::now() < deadline) counts = proxy.pool_counts();
-  return counts;
-}
-
 // Runs `send` (a request of `bytes` bytes) on `client` in a thread, since
 // libpq blocks in send() while pgmux reads no further. Returns the answer.
 struct Request {
@@ -60,7 +30,7 @@ struct Request {
   std::thread thread;
 };
 
-void start_request(Request& request, Client& client, const std::string& text, bool as_bind) {
+void start_request(Request& request, Conn& client, const std::string& text, bool as_bind) {
   request.thread = std::thread([&request, &client, &text, as_bind] {
     PGresult* r = nullptr;
     if (as_bind) {
@@ -107,8 +77,8 @@ bool waiting_client_stops_reading(ProxyRunner& proxy) {
 // each size (as a Query, then as a Bind parameter); each must wait, then run.
 void requests_while_queued(ProxyRunner& proxy, const std::string& conninfo,
                            const std::vector<size_t>& sizes) {
-  Client holder(proxy.conninfo());
-  Client client(conninfo);
+  Conn holder(proxy.conninfo());
+  Conn client(conninfo);
   REQUIRE(holder.ok());
   REQUIRE(client.ok());
   for (const bool as_bind : {false, true}) {
@@ -165,7 +135,7 @@ TEST_CASE("a 20 MiB Bind on a cold pool waits for the server's login and is serv
   PgServer pg;
   config::Config config = make_small_config(pg, 2);
   ProxyRunner proxy(config);
-  Client client(proxy.conninfo());
+  Conn client(proxy.conninfo());
   REQUIRE(client.ok());
   const std::string text(20u << 20, 'z');
   Request request;

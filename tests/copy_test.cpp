@@ -17,6 +17,7 @@
 #include <string>
 #include <thread>
 
+#include "tests/libpq_conn.h"
 #include "tests/pg_fixture.h"
 #include "tests/proxy_fixture.h"
 #include "tests/raw_client.h"
@@ -26,27 +27,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
-
-struct Client {
-  PGconn* raw;
-  explicit Client(const std::string& conninfo) : raw(PQconnectdb(conninfo.c_str())) {}
-  ~Client() { PQfinish(raw); }
-  Client(const Client&) = delete;
-  Client& operator=(const Client&) = delete;
-  bool ok() const { return PQstatus(raw) == CONNECTION_OK; }
-  std::string value(const std::string& sql) {
-    PGresult* r = PQexec(raw, sql.c_str());
-    const ExecStatusType status = PQresultStatus(r);
-    std::string out;
-    if (status == PGRES_TUPLES_OK && PQntuples(r) > 0) out = PQgetvalue(r, 0, 0);
-    std::string err = PQresultErrorMessage(r);
-    PQclear(r);
-    if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
-      throw std::runtime_error("query failed: " + sql + ": " + err);
-    }
-    return out;
-  }
-};
 
 enum class Fail { kNone, kStart, kMiddle, kEnd, kCopyFail };
 
@@ -113,7 +93,7 @@ CopyData make_rows(size_t bytes, bool binary, Fail fail) {
 // Streams `data` as CopyData messages of varied sizes (1 byte to 64 KB),
 // then ends with CopyDone or CopyFail. Returns the result's SQLSTATE ("" on
 // success) and the row count in `rows`.
-std::string copy_in(Client& client, const std::string& sql, bool extended, const CopyData& data,
+std::string copy_in(Conn& client, const std::string& sql, bool extended, const CopyData& data,
                     bool copy_fail, uint64_t seed, std::string* rows) {
   PGresult* r = extended ? PQexecParams(client.raw, sql.c_str(), 0, nullptr, nullptr, nullptr,
                                         nullptr, 0)
@@ -144,7 +124,7 @@ std::string copy_in(Client& client, const std::string& sql, bool extended, const
 
 // COPY TO STDOUT of about `bytes` bytes; the server fails (division by
 // zero) at the row `fail` says. Returns the SQLSTATE and the bytes received.
-std::string copy_out(Client& client, size_t bytes, bool binary, bool extended, Fail fail,
+std::string copy_out(Conn& client, size_t bytes, bool binary, bool extended, Fail fail,
                      size_t* received) {
   const size_t rows = std::max<size_t>(3, bytes / 100);
   size_t bad = rows + 1;
@@ -179,7 +159,7 @@ std::string copy_out(Client& client, size_t bytes, bool binary, bool extended, F
 
 // After a COPY: the client's connection works, and another client gets the
 // same single server with nothing left over on it.
-void check_after(Client& client, Client& other, const std::string& backend,
+void check_after(Conn& client, Conn& other, const std::string& backend,
                  ProxyRunner& proxy) {
   CHECK(client.value("select 'after'") == "after");
   CHECK(other.value("select pg_backend_pid()::text") == backend);
@@ -195,8 +175,8 @@ TEST_CASE("COPY matrix: in and out, text and binary, a few bytes to 50 MB, faili
   PgServer pg;
   config::Config config = make_small_config(pg, 1);
   ProxyRunner proxy(config);
-  Client client(proxy.conninfo());
-  Client other(proxy.conninfo());
+  Conn client(proxy.conninfo());
+  Conn other(proxy.conninfo());
   REQUIRE(client.ok());
   REQUIRE(other.ok());
   client.value("create table copy_in (id int, v text)");
@@ -274,7 +254,7 @@ TEST_CASE("a client still streaming COPY data after the server's error: dropped,
   config.query_wait_timeout = 60s;
   config.auth_type = config::AuthType::kTrust;  // RawClient speaks no SCRAM.
   ProxyRunner proxy(config);
-  Client setup(proxy.conninfo());
+  Conn setup(proxy.conninfo());
   REQUIRE(setup.ok());
   setup.value("create table copy_in (id int, v text)");
   const std::string backend = setup.value("select pg_backend_pid()::text");
@@ -288,7 +268,7 @@ TEST_CASE("a client still streaming COPY data after the server's error: dropped,
     CHECK(copier.read_at_least(1));  // CopyInResponse (the server holds it now).
 
     // A second client waits for the server in the meantime.
-    Client waiter(proxy.conninfo());
+    Conn waiter(proxy.conninfo());
     REQUIRE(waiter.ok());
     std::string waited;
     std::thread waiting([&] { waited = waiter.value("select 'served'"); });

@@ -24,6 +24,7 @@
 
 #include "protocol/frame.h"
 #include "protocol/messages.h"
+#include "tests/libpq_conn.h"
 #include "tests/pg_fixture.h"
 #include "tests/pgbench.h"
 #include "tests/proxy_fixture.h"
@@ -44,29 +45,6 @@ PgServer& capped_pg() {
   static PgServer pg(PgOptions{.max_connections = 20, .extra_conf = {}});
   return pg;
 }
-
-struct Conn {
-  PGconn* raw;
-  explicit Conn(const std::string& conninfo) : raw(PQconnectdb(conninfo.c_str())) {}
-  ~Conn() { PQfinish(raw); }
-  Conn(const Conn&) = delete;
-  Conn& operator=(const Conn&) = delete;
-  bool ok() const { return PQstatus(raw) == CONNECTION_OK; }
-  std::string error() const { return PQerrorMessage(raw); }
-  // Runs SQL; returns the first value, or throws with the error.
-  std::string value(const std::string& sql) {
-    PGresult* r = PQexec(raw, sql.c_str());
-    const ExecStatusType status = PQresultStatus(r);
-    std::string out;
-    if (status == PGRES_TUPLES_OK && PQntuples(r) > 0) out = PQgetvalue(r, 0, 0);
-    std::string err = PQresultErrorMessage(r);
-    PQclear(r);
-    if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
-      throw std::runtime_error("query failed: " + sql + ": " + err);
-    }
-    return out;
-  }
-};
 
 void pgbench_init(const ProxyRunner& proxy) {
   static bool done = false;
