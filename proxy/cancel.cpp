@@ -91,6 +91,6 @@ void CancelConn::on_eof(Stream& /*stream*/, int status) {
   stream_.close();
 }
 
-void CancelConn::on_closed(Stream& /*stream*/) { proxy_.on_cancel_closed(this); }
+void CancelConn::on_closed(Stream& /*stream*/) { proxy_.on_cancel_freed(this); }
 
 }  // namespace pgmux::proxy

@@ -33,7 +33,7 @@ class CancelConn final : public CancelLink, private StreamEvents {
   void start(const sockaddr* address);
   // The request did not go out within `limit_ms`: logged, closed.
   void time_out(uint64_t limit_ms);
-  // Idempotent; the Proxy frees the object in on_cancel_closed.
+  // Idempotent; the Proxy frees the object in on_cancel_freed.
   void close() { stream_.close(); }
 
  private:

@@ -57,7 +57,7 @@ void ClientConn::process() {
       process_idle();
       break;
     case State::kActive:
-      process_active();
+      server_->link().on_client_readable();
       break;
     case State::kWaitingForServer:
       // More of a pipeline while waiting stays in the buffer until a server
@@ -470,36 +470,22 @@ void ClientConn::finish_discard() {
 }
 
 void ClientConn::attach(PooledServer* pooled) {
-  auto* server = static_cast<ServerConn*>(pooled);  // Every pooled server is a ServerConn.
-  server_ = server;
+  // Every pooled server is a ServerConn; its attach began the Link.
+  server_ = static_cast<ServerConn*>(pooled);
   state_ = State::kActive;
-  message_left_ = 0;
-  if (!overrides_.empty() || !server->overrides().empty()) {
-    // The server may carry another client's settings, or lack this one's:
-    // bring it in line ahead of the client's first message.
-    std::string sql;
-    append_param_sync(sql, overrides_, server->overrides());
-    if (!sql.empty()) server->send_session_sync(sql, overrides_);
-  }
   stream_.start_reading();
-  process_active();
-}
-
-bool ClientConn::drain_to_server() { return drain(stream_, server_->stream()); }
-
-void ClientConn::flush_to_server() {
-  // While a write is in flight, on_lent_write_done resumes.
-  if (!stream_.lending()) drain_to_server();
+  server_->link().on_client_readable();
 }
 
 void ClientConn::on_lent_write_done(Stream& /*lender*/) {
   stream_.input().mark_sent();
-  if (state_ == State::kActive) {
-    stream_.start_reading();
-    process_active();
-  }
+  if (state_ == State::kActive) server_->link().on_client_write_done();
 }
 
+ClientStatements* ClientConn::statements(bool create) {
+  if (!statements_ && create) statements_ = std::make_unique<ClientStatements>(pool_->statements());
+  return statements_.get();
+}
 
 void ClientConn::on_server_released() {
   server_ = nullptr;
@@ -582,11 +568,7 @@ void ClientConn::shut(bool after_writes) {
   if (server_ != nullptr) {
     ServerConn* server = server_;
     server_ = nullptr;
-    server->on_client_gone(/*reusable=*/!pinned_);
-  }
-  if (pinned_) {
-    pinned_ = false;
-    pool_->upstream().on_unpinned();
+    server->link().on_client_departed();
   }
   if (after_writes) {
     stream_.close_after_writes();
@@ -602,7 +584,7 @@ void ClientConn::on_closed(Stream& /*stream*/) {
     spdlog::info("{}: closing: writing to the client failed", tag_);
     shut(false);
   }
-  proxy_.on_client_closed(this);
+  proxy_.on_client_freed(this);
 }
 
 }  // namespace pgmux::proxy

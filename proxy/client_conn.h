@@ -33,9 +33,9 @@
 #include "protocol/messages.h"
 #include "protocol/result.h"
 #include "protocol/scram_server.h"
+#include "proxy/link.h"
 #include "proxy/list.h"
 #include "proxy/pool_member.h"
-#include "proxy/relay.h"
 #include "proxy/session_params.h"
 #include "proxy/statements.h"
 #include "proxy/stream.h"
@@ -47,6 +47,7 @@ class Pool;
 class ServerConn;
 
 class ClientConn final : public PooledClient,
+                         public LinkClient,
                          public LoginLink,
                          public StartupLink,
                          private StreamEvents {
@@ -70,7 +71,7 @@ class ClientConn final : public PooledClient,
   uint32_t slot() const { return slot_; }  // In the Proxy's registry.
   State state() const { return state_; }
   const std::string& tag() const override { return tag_; }
-  Stream& stream() { return stream_; }
+  Stream& stream() override { return stream_; }
   Pool* pool() const { return pool_; }
   ServerConn* server() const { return server_; }
   // While logging in only (0 afterwards).
@@ -78,10 +79,6 @@ class ClientConn final : public PooledClient,
   int32_t cancel_pid() const { return cancel_pid_; }
   int32_t cancel_secret() const { return cancel_secret_; }
   uint64_t auth_failed_at() const { return login_ ? login_->auth_failed_at : 0; }
-  // The client ran a statement whose effect outlives its transaction
-  // (LISTEN, a session SET, a temp table, a session advisory lock, WITH HOLD,
-  // SQL PREPARE): it keeps its server until it disconnects or runs DISCARD ALL.
-  bool pinned() const { return pinned_; }
   // After the delay: FATAL 28P01, the same for every failure.
   void report_auth_failure();
   void set_cancel_key(int32_t pid, int32_t secret) {
@@ -108,18 +105,15 @@ class ClientConn final : public PooledClient,
   void fail(std::string_view sqlstate, std::string_view message,
             std::string_view hint = {}) override;
 
-  // ---- Called by the attached ServerConn ----
-  void on_server_lost();
+  // ---- LinkClient (called by the Link with the attached server) ----
+  void on_server_lost() override;
+  ClientStatements* statements(bool create) override;
   // Session parameters this client differs from a fresh server by.
-  ParamOverrides& overrides() { return overrides_; }
-  // The client's Parse of `statement` failed: its name for it goes.
-  void forget_statement(const Statement* statement);
-  // Part of a message has gone to the server and the rest has not.
-  bool mid_message() const { return message_left_ > 0; }
+  ParamOverrides& overrides() override { return overrides_; }
 
   // Closes at once, dropping unsent output; `reason` goes to the log (at
   // debug level: the caller logs a notable close itself).
-  void close(std::string_view reason);
+  void close(std::string_view reason) override;
 
  private:
   void shut(bool after_writes);
@@ -136,36 +130,6 @@ class ClientConn final : public PooledClient,
   void process();
   void process_startup();
   void process_idle();
-  void process_active();
-  void flush_to_server();
-  // Every decided byte goes to the server; false (and reading stops) while
-  // that write is in flight.
-  bool drain_to_server();
-  // Messages pgmux writes for the client in this batch, joined by the rest
-  // of the batch and written once (flush_assembly) at its end.
-  protocol::Bytes& assembly();
-  Step forward(const protocol::Frame& frame, protocol::ByteView bytes);
-  void flush_assembly();
-  // Per message type while active; each returns what mark_messages does next.
-  Step on_query(const protocol::Frame& frame, protocol::ByteView bytes);
-  Step on_parse(const protocol::Frame& frame, protocol::ByteView bytes);
-  Step on_bind(const protocol::Frame& frame, protocol::ByteView bytes);
-  Step on_describe_or_close(const protocol::Frame& frame, protocol::ByteView bytes);
-  // Sends the server what it needs so that `statement` is prepared there.
-  void prepare_on_server(Statement* statement);
-  // Drops the client's name for `statement` and the statement from its
-  // server; returns the DEALLOCATE to send there in place of the client's.
-  std::string deallocate_on_server(Statement* statement);
-  // What a Query or Parse with session-state statements turns into.
-  enum class SqlAction { kForward, kRefuse, kDeallocate };
-  // Looks for session-state statements in a Query or Parse: tracks SET,
-  // pins, unpins. For kDeallocate, *statement is the client's statement.
-  // `simple_query`: from a Query message (else a Parse).
-  SqlAction inspect_sql(std::string_view sql, bool named_parse, Statement** statement,
-                        bool simple_query);
-  void pin();
-  void unpin();
-  ClientStatements& statements();
   void start_session(std::string_view user, std::string_view database);
   void begin_authentication();
   void process_auth();
@@ -184,7 +148,6 @@ class ClientConn final : public PooledClient,
   int32_t cancel_pid_ = 0;
   int32_t cancel_secret_ = 0;
 
-  uint64_t message_left_ = 0;  // Bytes of a message being streamed to the server.
   uint64_t discard_left_ = 0;  // Bytes of a message being discarded.
   bool discarding_ = false;    // Skipping the rest of a failed request.
   bool discard_ends_request_ = false;  // The message being discarded is a Query/Sync.
@@ -208,8 +171,6 @@ class ClientConn final : public PooledClient,
   };
   std::unique_ptr<Login> login_ = std::make_unique<Login>();
   bool tls_ = false;
-  bool pinned_ = false;
-  bool assembling_ = false;
   // Named prepared statements, made on the first named Parse.
   std::unique_ptr<ClientStatements> statements_;
   ParamOverrides overrides_;

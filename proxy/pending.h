@@ -16,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include "protocol/message_type.h"
+
 namespace pgmux::proxy {
 
 struct Statement;
@@ -27,37 +29,74 @@ enum class Reply : uint8_t {
 };
 
 struct Pending {
-  char request = 0;  // 'P', 'B', 'D', 'E', 'C', 'S' (Sync), 'Q', 'F'
+  char request = 0;  // protocol::fe type: Parse, Bind, Describe, Execute, Close, Sync, Query, FunctionCall
   Reply reply = Reply::kForward;
-  char fake = 0;     // kFake: '1' ParseComplete or '3' CloseComplete.
-  bool client_parse = false;  // 'P' from the client: its name goes if the Parse fails.
-  // 'P': the statement being prepared (to forget if the Parse fails).
-  // 'C' with kSwallow: a statement being closed to make room (to record it
+  char fake = 0;           // kFake: the protocol::be answer pgmux gives (ParseComplete, CloseComplete).
+  bool client_name = false;  // A Parse of the client's: its name goes if the Parse fails.
+  // Parse: the statement being prepared (to forget if the Parse fails).
+  // Close with kSwallow: a statement being closed to make room (to record it
   // again if the server skips the Close). The entry owns one reference.
   Statement* statement = nullptr;
-  bool settings = false;  // 'Q' with kSwallow: the read-back of settings (its rows count).
+  bool settings = false;  // Query with kSwallow: the read-back of settings (its rows count).
+
+  // A client's message forwarded as it is.
+  static Pending forwarded(char request) { return Pending{request}; }
+  // The client's Parse of its named `statement`, sent under the server name.
+  static Pending client_parse(Statement* statement) {
+    return Pending{protocol::fe::kParse, Reply::kForward, 0, true, statement};
+  }
+  // The client's Parse of a statement its server has prepared already:
+  // pgmux answers ParseComplete.
+  static Pending answered_parse(Statement* statement) {
+    return Pending{protocol::fe::kParse, Reply::kFake, protocol::be::kParseComplete, true,
+                   statement};
+  }
+  // The client's Close of one of its names: pgmux answers CloseComplete.
+  static Pending answered_close() {
+    return Pending{protocol::fe::kClose, Reply::kFake, protocol::be::kCloseComplete};
+  }
+  // pgmux prepares `statement` ahead of a client's Bind or Describe.
+  static Pending own_parse(Statement* statement) {
+    return Pending{protocol::fe::kParse, Reply::kSwallow, 0, false, statement};
+  }
+  // pgmux closes `evicted` to make room (the entry takes its reference).
+  static Pending own_close(Statement* evicted) {
+    return Pending{protocol::fe::kClose, Reply::kSwallow, 0, false, evicted};
+  }
+  // pgmux's Query that brings the session in line.
+  static Pending own_query() { return Pending{protocol::fe::kQuery, Reply::kSwallow}; }
+  // pgmux's Query that reads the settings back; its rows are read.
+  static Pending settings_query() {
+    return Pending{protocol::fe::kQuery, Reply::kSwallow, 0, false, nullptr, true};
+  }
 };
 
 // True when `response` is the last message answering `request` (before any
 // error). Query, FunctionCall and Sync end at ReadyForQuery, handled apart.
 inline bool completes(char request, char response) {
+  namespace fe = protocol::fe;
+  namespace be = protocol::be;
   switch (request) {
-    case 'P':
-      return response == '1';
-    case 'B':
-      return response == '2';
-    case 'D':
-      return response == 'T' || response == 'n';
-    case 'E':
-      return response == 'C' || response == 'I' || response == 's';
-    case 'C':
-      return response == '3';
+    case fe::kParse:
+      return response == be::kParseComplete;
+    case fe::kBind:
+      return response == be::kBindComplete;
+    case fe::kDescribe:
+      return response == be::kRowDescription || response == be::kNoData;
+    case fe::kExecute:
+      return response == be::kCommandComplete || response == be::kEmptyQueryResponse ||
+             response == be::kPortalSuspended;
+    case fe::kClose:
+      return response == be::kCloseComplete;
     default:
       return false;
   }
 }
 
-inline bool ends_at_ready(char request) { return request == 'S' || request == 'Q' || request == 'F'; }
+inline bool ends_at_ready(char request) {
+  return request == protocol::fe::kSync || request == protocol::fe::kQuery ||
+         request == protocol::fe::kFunctionCall;
+}
 
 class PendingQueue {
  public:

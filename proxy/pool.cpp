@@ -194,7 +194,7 @@ void Pool::on_server_login_failed(PooledServer* server, const protocol::Error& e
   fail_waiters(error);
 }
 
-void Pool::on_server_closed(PooledServer* server) {
+void Pool::on_server_closing(PooledServer* server) {
   upstream_.on_closed(server->pool_list == PoolList::kOpening);
   unlink(server);
   if (!host_.stopping()) launch_if_needed(host_.now());

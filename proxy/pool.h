@@ -77,8 +77,9 @@ class Pool {
   // upstream rejected pgmux itself. The server closes right after.
   void on_server_login_failed(PooledServer* server, const protocol::Error& error,
                               LoginFailure kind);
-  // A server is going away (any state); unlinks it and frees its slot.
-  void on_server_closed(PooledServer* server);
+  // A server starts closing (from any state): unlinks it and frees its slot
+  // in the budget. The Proxy frees the object later (Proxy::on_server_freed).
+  void on_server_closing(PooledServer* server);
 
   // ---- Time and capacity ----
   // Called by the janitor every tick: deadlines, connect timeouts, lifetime,

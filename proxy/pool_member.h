@@ -62,7 +62,7 @@ class PooledServer : public PoolLink {
   // Lent to `client` for a transaction / back to idle.
   virtual void attach(PooledClient* client) = 0;
   virtual void detach() = 0;
-  // Closes the connection; calls Pool::on_server_closed before returning.
+  // Closes the connection; calls Pool::on_server_closing before returning.
   virtual void close(const char* reason) = 0;
 
  protected:

@@ -52,7 +52,7 @@ class FakeServer final : public PooledServer {
     closed = true;
     close_reason = reason;
     client_ = nullptr;
-    pool_.on_server_closed(this);
+    pool_.on_server_closing(this);
   }
 
   // The login finished at `now`; the server lives until `expires`.

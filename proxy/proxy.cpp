@@ -300,16 +300,16 @@ const protocol::ScramSecret& Proxy::scram_secret_for(const std::string& user,
   return it->second.second;
 }
 
-void Proxy::on_client_closed(ClientConn* client) {
+void Proxy::on_client_freed(ClientConn* client) {
   const uint32_t slot = client->slot();
   --client_count_;
   slots_[slot].reset();
   free_slots_.push_back(slot);
 }
 
-void Proxy::on_server_closed(ServerConn* server) { servers_.erase(server->id()); }
+void Proxy::on_server_freed(ServerConn* server) { servers_.erase(server->id()); }
 
-void Proxy::on_cancel_closed(CancelConn* cancel) {
+void Proxy::on_cancel_freed(CancelConn* cancel) {
   if (static_cast<CancelLink*>(cancel)->linked()) cancel_order_.remove(cancel);
   cancels_.erase(cancel->id());
 }

@@ -96,9 +96,12 @@ class Proxy final : public PoolHost, private ProbeEvents {
                    const std::string& host, bool sni);
   size_t cancels_in_flight() const { return cancels_.size(); }
 
-  void on_client_closed(ClientConn* client);
-  void on_server_closed(ServerConn* server);
-  void on_cancel_closed(CancelConn* cancel);
+  // A connection's handle has closed (libuv's close callback): the Proxy
+  // frees the object. It left its pool and its pairing when it started
+  // closing.
+  void on_client_freed(ClientConn* client);
+  void on_server_freed(ServerConn* server);
+  void on_cancel_freed(CancelConn* cancel);
 
  private:
   static void on_connection(uv_stream_t* listener, int status);

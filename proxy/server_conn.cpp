@@ -31,15 +31,10 @@ ServerConn::ServerConn(Proxy& proxy, Pool& pool, uint64_t id)
       pool_(pool),
       id_(id),
       stream_(*this, proxy.blocks()),
-      statements_(pool.statements(), proxy.config().max_prepared_statements) {}
+      statements_(pool.statements(), proxy.config().max_prepared_statements),
+      link_(*this, pool, proxy.config(), proxy.assembly()) {}
 
-ServerConn::~ServerConn() {
-  // Entries own a reference to their statement.
-  while (!pending_.empty()) {
-    const Pending entry = pending_.pop();
-    if (entry.statement != nullptr) pool_.statements().release(entry.statement);
-  }
-}
+ServerConn::~ServerConn() = default;
 
 void ServerConn::start() {
   const config::Upstream& up = pool_.database().upstream;
@@ -77,7 +72,7 @@ void ServerConn::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* result
   self->resolve_pending_ = false;
   if (self->state_ == State::kClosing) {
     uv_freeaddrinfo(result);
-    if (self->stream_closed_) self->proxy_.on_server_closed(self);
+    if (self->stream_closed_) self->proxy_.on_server_freed(self);
     return;
   }
   if (status != 0 || result == nullptr) {
@@ -201,7 +196,7 @@ void ServerConn::on_readable(Stream& /*stream*/) {
       process_check();
       break;
     case State::kActive:
-      process_active();
+      link_.on_server_readable();
       break;
     default:
       break;
@@ -368,7 +363,6 @@ bool ServerConn::handle_login_message(char type, protocol::ByteView message) {
     }
     case 'Z': {
       state_ = State::kIdle;
-      tx_status_ = 'I';
       const uint64_t now = proxy_.now();
       idle_since_ = now;
       // Spread recycling: each server lives 90-100 % of server_lifetime.
@@ -477,472 +471,26 @@ void ServerConn::process_check() {
 }
 
 void ServerConn::attach(PooledClient* client) {
-  client_ = static_cast<ClientConn*>(client);  // Every pooled client is a ClientConn.
   state_ = State::kActive;
-  release_after_flush_ = false;
+  link_.begin(*static_cast<ClientConn*>(client));  // Every pooled client is a ClientConn.
 }
 
-PooledClient* ServerConn::pooled_client() const { return client_; }
+PooledClient* ServerConn::pooled_client() const {
+  return static_cast<ClientConn*>(link_.client());
+}
 
 void ServerConn::detach() {
-  client_ = nullptr;
+  link_.end();
   state_ = State::kIdle;
   idle_since_ = proxy_.now();
 }
 
-void ServerConn::note_client_message(char type) {
-  if (copy_in_) {
-    switch (type) {
-      case 'd':
-        return;
-      case 'S':
-      case 'H':
-        // In copy-in mode the server ignores Sync and Flush (libpq sends a
-        // Sync after an extended-protocol COPY without knowing it is one).
-        return;
-      case 'c':
-      case 'f':
-        copy_in_ = false;  // Ends the COPY; the server answers for the COPY.
-        return;
-      default:
-        // Anything else ends the COPY with an error (the server's), and is
-        // then handled as after any error.
-        copy_in_ = false;
-        break;
-    }
-  }
-  expect(Pending{type});
-}
-
-void ServerConn::on_copy_in() {
-  // The request at the head of the queue started copy-in mode. Syncs the
-  // client sent behind it are read in that mode and ignored: no
-  // ReadyForQuery will answer them.
-  copy_in_ = true;
-  const size_t dropped = pending_.erase_after_front(
-      [](const Pending& p) { return p.request == 'S' && p.reply == Reply::kForward; });
-  outstanding_ -= std::min<uint32_t>(outstanding_, static_cast<uint32_t>(dropped));
-}
-
-void ServerConn::expect(const Pending& entry) {
-  // A Parse entry holds a reference, so its statement outlives a DEALLOCATE
-  // or DISCARD ALL that comes before the answer (a Close entry already owns
-  // the reference of the statement it evicts).
-  if (entry.request == 'P' && entry.statement != nullptr) StatementRegistry::add_ref(entry.statement);
-  switch (entry.reply) {
-    case Reply::kForward:
-      switch (entry.request) {
-        case 'Q':  // Query, Sync and FunctionCall each get exactly one ReadyForQuery.
-        case 'S':
-        case 'F':
-          ++outstanding_;
-          unsynced_ = false;
-          pending_.push(entry);
-          return;
-        case 'd':  // CopyData, CopyDone, CopyFail and Flush leave nothing to sync.
-        case 'c':
-        case 'f':
-        case 'H':
-          return;
-        case 'P':  // Parse, Bind, Describe, Execute, Close: answered at the next Sync.
-        case 'B':
-        case 'D':
-        case 'E':
-        case 'C':
-          unsynced_ = true;
-          pending_.push(entry);
-          return;
-        default:  // Unknown: the server will answer with an error.
-          unsynced_ = true;
-          return;
-      }
-    case Reply::kSwallow:
-      unsynced_ = true;
-      pending_.push(entry);
-      return;
-    case Reply::kFake:
-      pending_.push(entry);
-      if (pending_.size() == 1) answer_fakes();
-      return;
-  }
-}
-
-void ServerConn::send_session_sync(const std::string& sql, const ParamOverrides& client) {
-  overrides_ = client;
-  scratch_.clear();
-  protocol::append_query(scratch_, sql);
-  stream_.write_owned(scratch_);
-  pending_.push(Pending{'Q', Reply::kSwallow});
-}
-
-void ServerConn::note_untracked_set(std::string_view name, std::string_view value, bool reset,
-                                    bool exact) {
-  untracked_sets_.push_back(ParamValue{std::string(name), reset ? std::string() : std::string(value),
-                                       !reset});
-  if (!exact) settings_unsure_ = true;
-}
-
-void ServerConn::note_reset_all(bool exact) {
-  // The read-back needs every name seen, in case a savepoint undoes the RESET.
-  if (exact && !settings_unsure_) untracked_sets_.clear();
-  untracked_reset_all_ = true;
-  if (!exact) settings_unsure_ = true;
-}
-
-void ServerConn::read_back_settings() {
-  // The names to ask about: every one set or reset since the last settled
-  // ReadyForQuery, and after RESET ALL every unreported one either side has.
-  std::vector<std::string_view> names;
-  auto add = [&](std::string_view name) {
-    if (pool_.reports(name)) return;
-    for (std::string_view seen : names) {
-      if (seen == name) return;
-    }
-    names.push_back(name);
-  };
-  for (const ParamValue& set : untracked_sets_) add(set.name);
-  if (untracked_reset_all_) {
-    for (const ParamValue& item : overrides_.items()) add(item.name);
-    if (client_ != nullptr) {
-      for (const ParamValue& item : client_->overrides().items()) add(item.name);
-    }
-  }
-  std::string sql;
-  if (!names.empty()) {
-    // One row per name: its value now (NULL if no such setting), and
-    // whether that is what RESET would give (a placeholder that pg_settings
-    // does not list is at its default when unset or empty).
-    sql =
-        "SELECT n, pg_catalog.current_setting(n, true), COALESCE((SELECT s.setting = s.reset_val "
-        "FROM pg_catalog.pg_settings s WHERE pg_catalog.lower(s.name) = n), "
-        "COALESCE(pg_catalog.current_setting(n, true), '') = '') FROM pg_catalog.unnest(ARRAY[";
-    for (size_t i = 0; i < names.size(); ++i) {
-      if (i > 0) sql += ", ";
-      append_sql_literal(sql, names[i]);
-    }
-    sql += "]::text[]) AS n";
-  }
-  untracked_sets_.clear();
-  untracked_reset_all_ = false;
-  settings_unsure_ = false;
-  if (sql.empty()) return;
-  spdlog::debug("{}: reading back {} setting(s) after the transaction", tag_, names.size());
-  scratch_.clear();
-  protocol::append_query(scratch_, sql);
-  stream_.write_owned(scratch_);
-  Pending entry{'Q', Reply::kSwallow};
-  entry.settings = true;
-  pending_.push(entry);
-}
-
-void ServerConn::on_settings_row(protocol::ByteView message) {
-  auto row = protocol::parse_data_row(message);
-  if (!row || row->size() != 3 || !(*row)[0]) return;
-  const std::optional<std::string> name = normalise_param_name(*(*row)[0]);
-  if (!name) return;
-  const std::optional<std::string_view> value = (*row)[1];
-  const bool is_default = !value || ((*row)[2] && *(*row)[2] == "t");
-  auto record = [&](ParamOverrides& to) {
-    if (is_default) {
-      to.erase(*name);
-    } else {
-      to.set(*name, *value, false);
-    }
-  };
-  record(overrides_);
-  if (client_ != nullptr) record(client_->overrides());
-}
-
-void ServerConn::apply_untracked_sets() {
-  if (error_since_ready_) {
-    untracked_sets_.clear();
-    untracked_reset_all_ = false;
-    return;
-  }
-  auto apply = [&](ParamOverrides& to) {
-    if (untracked_reset_all_) to.erase_if_not([&](std::string_view n) { return pool_.reports(n); });
-    for (const ParamValue& set : untracked_sets_) {
-      if (set.sql) {
-        to.set(set.name, set.value, true);
-      } else {
-        to.erase(set.name);
-      }
-    }
-  };
-  if (untracked_reset_all_ || !untracked_sets_.empty()) {
-    apply(overrides_);
-    if (client_ != nullptr) apply(client_->overrides());
-  }
-  untracked_sets_.clear();
-  untracked_reset_all_ = false;
-}
-
-void ServerConn::on_parameter_status(protocol::ByteView message) {
-  auto status = protocol::parse_parameter_status(message);
-  if (!status) return;
-  for (auto& [name, value] : params_) {
-    if (name == status->name) value = std::string(status->value);
-  }
-  std::optional<std::string> name = normalise_param_name(status->name);
-  if (!name || !pool_.reports(*name)) return;
-  const std::string* baseline = pool_.baseline_value(*name);
-  const bool is_default = baseline != nullptr && *baseline == status->value;
-  // The change was made by (or for) the attached client: both sides agree.
-  auto record = [&](ParamOverrides& to) {
-    if (is_default) {
-      to.erase(*name);
-    } else {
-      to.set(*name, status->value, false);
-    }
-  };
-  record(overrides_);
-  if (client_ != nullptr) record(client_->overrides());
-}
-
-bool ServerConn::drain_to_client() { return drain(stream_, client_->stream()); }
-
-void ServerConn::answer_fakes() {
-  while (!pending_.empty() && pending_.front().reply == Reply::kFake) {
-    const Pending entry = pending_.pop();
-    finish(entry);
-    if (client_ == nullptr) continue;
-    scratch_.clear();
-    if (entry.fake == '1') {
-      protocol::append_parse_complete(scratch_);
-    } else {
-      protocol::append_close_complete(scratch_);
-    }
-    client_->stream().write_owned(scratch_);
-  }
-}
-
-void ServerConn::undo(const Pending& entry) {
-  if (entry.statement == nullptr) return;
-  if (entry.request == 'P') {
-    // The statement was not prepared after all (a faked ParseComplete
-    // stands for one that was, and stays).
-    if (entry.reply != Reply::kFake) statements_.erase(entry.statement);
-    if (entry.client_parse && client_ != nullptr) client_->forget_statement(entry.statement);
-  } else if (entry.request == 'C' && entry.reply == Reply::kSwallow) {
-    // The Close pgmux sent to make room was skipped: still prepared (over
-    // capacity by one until the next eviction). finish() drops the entry's
-    // own reference.
-    statements_.restore(entry.statement);
-  }
-}
-
-void ServerConn::finish(const Pending& entry) {
-  if (entry.request == 'P' && entry.reply != Reply::kFake && entry.statement != nullptr &&
-      statements_.contains(entry.statement)) {
-    entry.statement->valid = true;
-  }
-  if (entry.statement != nullptr) pool_.statements().release(entry.statement);
-}
-
-void ServerConn::skip_to_sync() {
-  while (!pending_.empty() && !ends_at_ready(pending_.front().request)) {
-    const Pending entry = pending_.pop();
-    undo(entry);
-    finish(entry);
-  }
-}
-
-Step ServerConn::on_response(const protocol::Frame& frame, protocol::ByteView bytes) {
-  Buffer& in = stream_.input();
-  const char type = frame.type;
-  // ParameterStatus and ReadyForQuery are inspected; an ErrorResponse
-  // changes the queue. Everything else is decided from the header.
-  const bool inspect = type == 'S' || type == 'Z';
-  if (inspect && frame.size > in.capacity()) {
-    close("oversized message from the server");
-    return Step::kStop;
-  }
-  if (inspect && !frame.whole_in(bytes)) return Step::kStop;
-  const bool head_swallowed = !pending_.empty() && pending_.front().reply == Reply::kSwallow;
-  if (head_swallowed && !frame.whole_in(bytes)) {
-    // Swallowed answers are small; wait for the whole message.
-    if (frame.size > in.capacity()) {
-      close("oversized answer to a request pgmux sent");
-      return Step::kStop;
-    }
-    return Step::kStop;
-  }
-  // Swallowing drops bytes, which needs everything before them sent.
-  if (head_swallowed && !drain_to_client()) return Step::kStop;
-
-  if (type == 'S') on_parameter_status(bytes.first(frame.size));
-  if (type == 'D' && head_swallowed && pending_.front().settings) {
-    on_settings_row(bytes.first(frame.size));
-  }
-  bool done = false;
-  switch (type) {
-    case 'N':
-    case 'A':
-    case 'S':
-      break;
-    case 'G':  // CopyInResponse, CopyBothResponse.
-    case 'W':
-      on_copy_in();
-      break;
-    case 'Z': {
-      auto status = protocol::parse_ready_for_query(bytes.first(frame.size));
-      if (!status) {
-        close("malformed ReadyForQuery from the server");
-        return Step::kStop;
-      }
-      tx_status_ = *status;
-      copy_in_ = false;
-      skip_to_sync();  // Leftovers, if the server answered fewer than expected.
-      if (!pending_.empty() && pending_.front().reply == Reply::kSwallow) {
-        if (!head_swallowed && !drain_to_client()) return Step::kStop;
-        // The end of the session sync or the settings read-back pgmux
-        // sent: not the client's business.
-        if (error_since_ready_) {
-          spdlog::warn("{}: {} failed", tag_,
-                       pending_.front().settings ? "reading back the session parameters"
-                                                 : "bringing the session parameters in line");
-        }
-        error_since_ready_ = false;
-        in.consume(frame.size);
-        pending_.pop();
-        answer_fakes();
-        if (clean()) release_after_flush_ = true;
-        return Step::kHandled;
-      }
-      if (outstanding_ > 0) --outstanding_;
-      if (!pending_.empty()) pending_.pop();
-      in.mark_parsed(frame.size);
-      if (!settings_unsure_) {
-        apply_untracked_sets();
-      } else if (clean()) {
-        // The transaction is over and nothing else is in flight: what it
-        // left is what the server says now. Until its answer the server is
-        // not clean, so it stays with this client.
-        read_back_settings();
-      }
-      error_since_ready_ = false;
-      if (clean()) release_after_flush_ = true;
-      if (!pending_.empty() && pending_.front().reply == Reply::kFake) {
-        if (!drain_to_client()) return Step::kStop;
-        answer_fakes();
-      }
-      return Step::kHandled;
-    }
-    case 'E':
-      error_since_ready_ = true;
-      // An error ends copy-in mode: what the client still sends for the
-      // COPY is dropped by the server (after a Query), or skipped up to
-      // the next Sync (extended protocol), which counts again.
-      copy_in_ = false;
-      if (!pending_.empty() && !ends_at_ready(pending_.front().request)) {
-        const Pending entry = pending_.pop();
-        undo(entry);
-        finish(entry);
-        skip_to_sync();
-        // The error itself goes to the client even when it answers a
-        // request pgmux made on its behalf: the client's own request
-        // depended on it and is skipped too.
-        in.mark_parsed(frame.size <= bytes.size() ? frame.size : bytes.size());
-        message_left_ = frame.size - std::min<size_t>(frame.size, bytes.size());
-        return Step::kHandled;
-      }
-      break;
-    default:
-      if (!pending_.empty() && completes(pending_.front().request, type)) done = true;
-      break;
-  }
-  if (head_swallowed) {
-    in.consume(frame.size);
-  } else {
-    const size_t take = std::min<size_t>(frame.size, bytes.size());
-    in.mark_parsed(take);
-    message_left_ = frame.size - take;
-  }
-  if (done) finish(pending_.pop());
-  if (done && !pending_.empty() && pending_.front().reply == Reply::kFake) {
-    if (!drain_to_client()) return Step::kStop;
-    answer_fakes();
-  }
-  return Step::kHandled;
-}
-
-void ServerConn::process_active() {
-  if (stream_.lending()) return;  // Resumed in on_lent_write_done.
-  Buffer& in = stream_.input();
-  // Answers that waited for a write to finish.
-  if (!pending_.empty() && pending_.front().reply == Reply::kFake) {
-    if (!drain_to_client()) return;
-    answer_fakes();
-  }
-  mark_messages(in, message_left_, proxy_.config().max_message_size,
-                [this](const protocol::Frame& frame, protocol::ByteView bytes) {
-                  if (frame.status == FrameStatus::kInvalid) {
-                    close("invalid message from the server");
-                    return Step::kStop;
-                  }
-                  // The common case: a row or a completion of a request
-                  // whose answers are forwarded; decided by two compares.
-                  if (!pending_.empty() && pending_.front().reply == Reply::kForward &&
-                      (frame.type == 'D' ||
-                       (frame.type != 'S' && frame.type != 'Z' && frame.type != 'E' &&
-                        frame.type != 'G' && frame.type != 'W' &&
-                        !completes(pending_.front().request, frame.type)))) {
-                    return Step::kForward;
-                  }
-                  return on_response(frame, bytes);
-                });
-  if (state_ == State::kActive) flush_to_client();
-  // As for the client: a buffer that filled stopped reading; with room made
-  // and nothing in flight, reading goes on.
-  if (state_ == State::kActive && !stream_.lending() && !stream_.reading()) {
-    stream_.start_reading();
-  }
-}
-
-void ServerConn::flush_to_client() {
-  // While a write is in flight, on_lent_write_done resumes.
-  if (!stream_.lending() && drain_to_client()) maybe_release();
-}
-
-void ServerConn::maybe_release() {
-  if (!release_after_flush_ || state_ != State::kActive) return;
-  // A pinned client keeps its server: its session state lives there.
-  if (client_ != nullptr && client_->pinned()) {
-    release_after_flush_ = false;
-    return;
-  }
-  if (!clean()) {
-    release_after_flush_ = false;  // The client asked for more; its ReadyForQuery decides.
-    return;
-  }
-  // Both directions must be at a message boundary with nothing in flight.
-  // The client may be in the middle of a message the server will drop (the
-  // rest of a CopyData after the server ended the COPY): the server is kept
-  // until that message is through, or the next client would send the
-  // server the tail of it. ClientConn calls again when it is.
-  if (stream_.lending() || stream_.lent_write_pending()) return;
-  if (client_ != nullptr && client_->mid_message()) return;
-  release_after_flush_ = false;
-  pool_.release(this);
-}
-
 void ServerConn::on_lent_write_done(Stream& /*lender*/) {
   stream_.input().mark_sent();
-  if (state_ != State::kActive) return;
-  stream_.start_reading();
-  maybe_release();
-  if (state_ == State::kActive) process_active();
+  if (link_.active()) link_.on_server_write_done();
 }
 
-void ServerConn::on_client_gone(bool reusable) {
-  client_ = nullptr;
-  if (state_ != State::kActive) return;
-  if (reusable && clean() && message_left_ == 0 && !stream_.lending() && !stream_.lent_write_pending()) {
-    pool_.release(this);
-  } else {
-    close("its client disconnected inside a transaction");
-  }
-}
+void ServerConn::release() { pool_.release(this); }
 
 void ServerConn::on_eof(Stream& /*stream*/, int status) {
   if (status == UV_EPROTO && !stream_.tls_error().empty() && state_ != State::kIdle &&
@@ -969,13 +517,9 @@ void ServerConn::close(const char* reason) {
   const State previous = state_;
   state_ = State::kClosing;
   spdlog::info("{}: closing: {}", tag_, reason);
-  if (client_ != nullptr) {
-    ClientConn* client = client_;
-    client_ = nullptr;
-    client->on_server_lost();
-  }
   (void)previous;
-  pool_.on_server_closed(this);
+  link_.on_server_closing();
+  pool_.on_server_closing(this);
   if (resolve_pending_) uv_cancel(reinterpret_cast<uv_req_t*>(&resolve_req_));
   stream_.close();
 }
@@ -986,7 +530,7 @@ void ServerConn::on_closed(Stream& /*stream*/) {
   // this object is freed, or they would keep pointers to it.
   if (state_ != State::kClosing) close("writing to the server failed");
   stream_closed_ = true;
-  if (!resolve_pending_) proxy_.on_server_closed(this);
+  if (!resolve_pending_) proxy_.on_server_freed(this);
 }
 
 }  // namespace pgmux::proxy

@@ -34,9 +34,8 @@
 #include "protocol/frame.h"
 #include "protocol/messages.h"
 #include "protocol/result.h"
+#include "proxy/link.h"
 #include "proxy/list.h"
-#include "proxy/relay.h"
-#include "proxy/pending.h"
 #include "proxy/pool_member.h"
 #include "proxy/session_params.h"
 #include "proxy/statements.h"
@@ -48,7 +47,7 @@ class Proxy;
 class Pool;
 class ClientConn;
 
-class ServerConn final : public PooledServer, private StreamEvents {
+class ServerConn final : public PooledServer, public LinkServer, private StreamEvents {
  public:
   enum class State {
     kResolving,
@@ -92,50 +91,18 @@ class ServerConn final : public PooledServer, private StreamEvents {
   // Pool::on_server_checked, or the server closes.
   void start_check() override;
   TimeMs checking_since() const override { return checking_since_; }
-  // REQUIRES: `client` is a ClientConn.
+  // REQUIRES: `client` is a ClientConn. Begins the Link.
   void attach(PooledClient* client) override;
-  void detach() override;  // Back to kIdle.
-  ClientConn* client() const { return client_; }
+  void detach() override;  // Ends the Link; back to kIdle.
   PooledClient* pooled_client() const override;
-  // True when the server can serve another client: the last ReadyForQuery
-  // said idle, no request is unanswered and nothing unsynced was sent.
-  bool clean() const {
-    return outstanding_ == 0 && !unsynced_ && tx_status_ == 'I' && pending_.empty();
-  }
 
-  // ---- Relay (called by the attached ClientConn) ----
-  Stream& stream() { return stream_; }
-  // The client forwarded a message of this type.
-  void note_client_message(char type);
-  // Releases the server if its last ReadyForQuery said it may go and both
-  // directions are now at a message boundary.
-  void maybe_release();
-  // A request whose responses need more than forwarding (see Pending).
-  // kFake entries are answered as soon as every earlier response is out.
-  void expect(const Pending& entry);
-  // Statements prepared on this server.
-  ServerStatements& statements() { return statements_; }
-  // Session parameters this server differs from a fresh one by.
-  const ParamOverrides& overrides() const { return overrides_; }
-  // The client ran SET (sql = value as written) or RESET of a parameter
-  // PostgreSQL does not report. `exact`: the request is a simple Query of
-  // SET/RESET statements only, sent with nothing else in flight outside a
-  // transaction block, so it takes effect exactly when it succeeds: recorded
-  // on both sides at the next ReadyForQuery unless an error came first.
-  // Otherwise a transaction or savepoint may still undo it (or SET LOCAL-like
-  // effects may be mixed in): once the server is idle with nothing in flight,
-  // pgmux reads the settings back from the server and records what it says.
-  void note_untracked_set(std::string_view name, std::string_view value, bool reset, bool exact);
-  void note_reset_all(bool exact);
-  // Nothing is in flight and no transaction block is open: a Query sent now
-  // runs in its own implicit transaction.
-  bool between_transactions() const { return clean(); }
-  // Sends `sql` (the session sync) ahead of the client's first message;
-  // its responses are swallowed. The server then has the client's settings.
-  void send_session_sync(const std::string& sql, const ParamOverrides& client);
-  // The client went away while attached. A server that holds session state
-  // (`reusable` false: its client was pinned) is closed, never reused.
-  void on_client_gone(bool reusable);
+  // ---- LinkServer (called by the Link) ----
+  Stream& stream() override { return stream_; }
+  ServerStatements& statements() override { return statements_; }
+  ParamOverrides& overrides() override { return overrides_; }
+  void release() override;  // Pool::release.
+  // The pairing with the attached client (inactive while idle).
+  Link& link() { return link_; }
 
   void close(const char* reason) override;
 
@@ -158,28 +125,6 @@ class ServerConn final : public PooledServer, private StreamEvents {
   void login_failed(const protocol::Error& error, LoginFailure kind);
   void process_idle();
   void process_check();
-  void process_active();
-  void flush_to_client();
-  // The server answered the head request with CopyInResponse.
-  void on_copy_in();
-  // Every decided byte goes to the client; false (and reading stops) while
-  // that write is in flight.
-  bool drain_to_client();
-  // Handles one response message by the head of pending_.
-  Step on_response(const protocol::Frame& frame, protocol::ByteView bytes);
-  // Drops the entries the server skipped after an error, up to the next
-  // Sync (55.2.3), undoing what they would have done.
-  void skip_to_sync();
-  void undo(const Pending& entry);
-  void finish(const Pending& entry);
-  // Sends the answers pgmux gives for the server that are now due.
-  void answer_fakes();
-  void on_parameter_status(protocol::ByteView message);
-  void apply_untracked_sets();
-  // Sends the query that reads back the settings noted since the last
-  // ReadyForQuery that settled them; its rows arrive in on_settings_row.
-  void read_back_settings();
-  void on_settings_row(protocol::ByteView message);
 
   Proxy& proxy_;
   Pool& pool_;
@@ -203,26 +148,10 @@ class ServerConn final : public PooledServer, private StreamEvents {
   std::vector<std::pair<std::string, std::string>> params_;
   std::unique_ptr<protocol::ScramClient> scram_;
 
-  // Relay state.
-  ClientConn* client_ = nullptr;
-  uint32_t outstanding_ = 0;   // Query/Sync/FunctionCall sent, ReadyForQuery not yet seen.
-  bool unsynced_ = false;      // A message that needs a later Sync was sent.
-  char tx_status_ = 'I';       // From the last ReadyForQuery.
-  uint64_t message_left_ = 0;  // Bytes of a message being streamed through.
-  bool release_after_flush_ = false;
-  // Copy-in mode (CopyInResponse seen; the client's CopyDone or CopyFail,
-  // or an error, not yet): the server ignores Sync and Flush.
-  bool copy_in_ = false;
-  PendingQueue pending_;
   ServerStatements statements_;
-  ParamOverrides overrides_;
-  // SET/RESET of unreported parameters awaiting the ReadyForQuery that
-  // confirms them; reset_all_ for RESET ALL / DISCARD ALL.
-  std::vector<ParamValue> untracked_sets_;  // Empty value with sql=false: RESET.
-  bool untracked_reset_all_ = false;
-  bool settings_unsure_ = false;  // Some untracked change needs the read-back.
-  bool error_since_ready_ = false;
-  protocol::Bytes scratch_;  // Generated messages, reused.
+  ParamOverrides overrides_;  // This server's session, relative to the pool's baseline.
+  protocol::Bytes scratch_;   // Generated messages, reused.
+  Link link_;
 };
 
 }  // namespace pgmux::proxy

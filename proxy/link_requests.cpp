@@ -1,146 +1,84 @@
-// ClientConn while it holds a server (kActive): the relay of its messages,
-// and the extended-protocol rewriting that virtualises named prepared
-// statements and tracks session state. The rest of ClientConn (login,
-// idle, lifecycle) is in client_conn.cpp.
+// Link: the relay from client to server, with the extended-protocol
+// rewriting that virtualises named prepared statements and the inspection of
+// SQL that tracks session state and pins.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <array>
 #include <optional>
 
 #include "protocol/extended.h"
 #include "protocol/frame.h"
+#include "protocol/message_type.h"
 #include "protocol/messages.h"
 #include "protocol/sql_scan.h"
 #include "protocol/sqlstate.h"
-#include "proxy/client_conn.h"
+#include "proxy/link.h"
 #include "proxy/pool.h"
-#include "proxy/proxy.h"
-#include "proxy/relay.h"
-#include "proxy/server_conn.h"
 
 namespace pgmux::proxy {
 namespace sqlstate = protocol::sqlstate;
+namespace fe = protocol::fe;
 using protocol::FrameStatus;
 
-bool ClientConn::answer_without_server() {
-  // A request made only of Parse (of statements some server has accepted
-  // before) and Close (statement) messages, then Sync, changes nothing on
-  // any server: pgmux answers it alone. That is what a driver's prepare
-  // call sends, and answering it without a server means a client thread
-  // blocked in a synchronous prepare cannot wait on servers that other
-  // clients of the same thread hold (pgbench -M prepared does this).
-  Buffer& in = stream_.input();
-  const protocol::ByteView bytes = in.unparsed();
-  const uint32_t max_size = proxy_.config().max_message_size;
-  constexpr int kMaxMessages = 16;
-  std::array<std::string_view, kMaxMessages> names{};
-  int count = 0;
-  size_t end = 0;
-  for (size_t offset = 0;; ++count) {
-    if (count == kMaxMessages) return false;
-    const protocol::ByteView rest = bytes.subspan(offset);
-    const protocol::Frame frame = protocol::frame_message(rest, max_size);
-    if (frame.status != FrameStatus::kComplete || !frame.whole_in(rest)) return false;
-    const protocol::ByteView message = rest.first(frame.size);
-    if (frame.type == 'S') {
-      end = offset + frame.size;
-      break;
-    }
-    if (frame.type == 'P') {
-      auto parse = protocol::parse_parse(message);
-      if (!parse || parse->name.empty()) return false;
-      Statement* known =
-          pool_->statements().find(parse->query, parse->param_count, parse->param_types);
-      if (known == nullptr || !known->valid) return false;
-      if (statements_ && statements_->find(parse->name) != nullptr) return false;  // 42P05.
-      for (int i = 0; i < count; ++i) {
-        if (names[i] == parse->name) return false;
-      }
-      names[count] = parse->name;
-    } else if (frame.type == 'C') {
-      auto target = protocol::parse_close(message);
-      if (!target || target->kind != 'S') return false;
-    } else {
-      return false;
-    }
-    offset += frame.size;
-  }
-  protocol::Bytes& out = proxy_.scratch();
-  out.clear();
-  for (size_t offset = 0; offset < end;) {
-    const protocol::ByteView rest = bytes.subspan(offset);
-    const protocol::Frame frame = protocol::frame_message(rest, max_size);
-    const protocol::ByteView message = rest.first(frame.size);
-    if (frame.type == 'P') {
-      auto parse = protocol::parse_parse(message);
-      statements().add(parse->name, pool_->statements().acquire(parse->query, parse->param_count,
-                                                                 parse->param_types));
-      protocol::append_parse_complete(out);
-    } else if (frame.type == 'C') {
-      auto target = protocol::parse_close(message);
-      if (statements_ && !target->name.empty()) statements_->remove(target->name);
-      protocol::append_close_complete(out);
-    }
-    offset += frame.size;
-  }
-  protocol::append_ready_for_query(out, 'I');
-  in.consume(end);
-  stream_.write_owned(out);
-  return true;
-}
-
-void ClientConn::process_active() {
-  if (stream_.lending()) return;  // Resumed in on_lent_write_done.
-  Buffer& in = stream_.input();
-  mark_messages(in, message_left_, proxy_.config().max_message_size,
+void Link::on_client_readable() {
+  Stream& stream = client_->stream();
+  if (stream.lending()) return;  // Resumed in on_client_write_done.
+  const uint32_t epoch = epoch_;
+  mark_messages(stream.input(), client_left_, config_.max_message_size,
                 [this](const protocol::Frame& frame, protocol::ByteView bytes) {
-                  if (frame.status == FrameStatus::kInvalid) {
-                    fail(sqlstate::kProtocolViolation, "invalid message length from the client");
-                    return Step::kStop;
-                  }
-                  switch (frame.type) {
-                    case 'X':
-                      // Terminate is for pgmux, not for a shared server.
-                      // Anything decided but unsent stays unsent; the server
-                      // then counts as dirty and is closed rather than reused.
-                      close("Terminate");
-                      return Step::kStop;
-                    case 'Q':
-                      return on_query(frame, bytes);
-                    case 'P':
-                      return on_parse(frame, bytes);
-                    case 'B':
-                      return on_bind(frame, bytes);
-                    case 'D':
-                    case 'C':
-                      return on_describe_or_close(frame, bytes);
-                    default:
-                      server_->note_client_message(frame.type);
-                      return forward(frame, bytes);
-                  }
+                  return on_client_message(frame, bytes);
                 });
-  if (state_ == State::kActive) {
-    flush_assembly();
-    flush_to_server();
-    // The server may have finished while this client was mid-message (the
-    // tail of a COPY the server ended early): now that the message is
-    // through, it can go.
-    if (state_ == State::kActive && message_left_ == 0 && !stream_.lending()) {
-      server_->maybe_release();
-    }
-    // Reading stops by itself when the buffer fills (a request that grew
-    // while the client waited); with room made and no write in flight, it
-    // goes on. Over TLS this also decrypts what waits in the session.
-    if (state_ == State::kActive && !stream_.lending() && !stream_.reading()) {
-      stream_.start_reading();
-    }
+  if (epoch_ != epoch) return;
+  flush_assembly();
+  if (!stream.lending()) drain_to_server();  // Else on_client_write_done resumes.
+  // The server may have finished while the client was mid-message (the
+  // tail of a COPY the server ended early): now that the message is
+  // through, it can go.
+  if (client_left_ == 0 && !stream.lending()) maybe_release();
+  if (epoch_ != epoch) return;
+  // Reading stops by itself when the buffer fills (a request that grew
+  // while the client waited); with room made and no write in flight, it
+  // goes on. Over TLS this also decrypts what waits in the session.
+  if (!stream.lending() && !stream.reading()) stream.start_reading();
+}
+
+void Link::on_client_write_done() {
+  client_->stream().start_reading();
+  on_client_readable();
+}
+
+Step Link::on_client_message(const protocol::Frame& frame, protocol::ByteView bytes) {
+  if (frame.status == FrameStatus::kInvalid) {
+    client_->fail(sqlstate::kProtocolViolation, "invalid message length from the client", {});
+    return Step::kStop;
+  }
+  switch (frame.type) {
+    case fe::kTerminate:
+      // Terminate is for pgmux, not for a shared server. Anything decided
+      // but unsent stays unsent; the server then counts as dirty and is
+      // closed rather than reused.
+      client_->close("Terminate");
+      return Step::kStop;
+    case fe::kQuery:
+      return on_query(frame, bytes);
+    case fe::kParse:
+      return on_parse(frame, bytes);
+    case fe::kBind:
+      return on_bind(frame, bytes);
+    case fe::kDescribe:
+    case fe::kClose:
+      return on_describe_or_close(frame, bytes);
+    default:
+      note_client_message(frame.type);
+      return forward(frame, bytes);
   }
 }
 
-protocol::Bytes& ClientConn::assembly() {
+bool Link::drain_to_server() { return drain(client_->stream(), server_.stream()); }
+
+protocol::Bytes& Link::assembly() {
   // REQUIRES: nothing decided and unsent (drain_to_server() returned true).
-  protocol::Bytes& out = proxy_.assembly();
+  protocol::Bytes& out = assembly_;
   if (!assembling_) {
     out.clear();
     assembling_ = true;
@@ -148,23 +86,23 @@ protocol::Bytes& ClientConn::assembly() {
   return out;
 }
 
-Step ClientConn::forward(const protocol::Frame& frame, protocol::ByteView bytes) {
+Step Link::forward(const protocol::Frame& frame, protocol::ByteView bytes) {
   if (!assembling_) return Step::kForward;
   if (frame.whole_in(bytes)) {
     // After a rewritten message, the rest of the batch joins it in one
     // write rather than a second system call.
-    proxy_.assembly().append(reinterpret_cast<const char*>(bytes.data()), frame.size);
-    stream_.input().consume(frame.size);
+    assembly_.append(reinterpret_cast<const char*>(bytes.data()), frame.size);
+    client_->stream().input().consume(frame.size);
     return Step::kHandled;
   }
   flush_assembly();
   return Step::kForward;
 }
 
-void ClientConn::flush_assembly() {
+void Link::flush_assembly() {
   if (!assembling_) return;
   assembling_ = false;
-  server_->stream().write_owned(proxy_.assembly());
+  server_.stream().write_owned(assembly_);
 }
 
 namespace {
@@ -198,17 +136,8 @@ std::string_view message_text(protocol::ByteView bytes, size_t from, size_t to) 
 
 }  // namespace
 
-ClientStatements& ClientConn::statements() {
-  if (!statements_) statements_ = std::make_unique<ClientStatements>(pool_->statements());
-  return *statements_;
-}
-
-void ClientConn::forget_statement(const Statement* statement) {
-  if (statements_) statements_->forget(statement);
-}
-
-Step ClientConn::on_query(const protocol::Frame& frame, protocol::ByteView bytes) {
-  Buffer& in = stream_.input();
+Step Link::on_query(const protocol::Frame& frame, protocol::ByteView bytes) {
+  Buffer& in = client_->stream().input();
   // Session-state statements are looked for in whole messages only (a
   // cheap keyword pre-check first). A Query longer than a buffer block is
   // streamed through unread.
@@ -217,7 +146,8 @@ Step ClientConn::on_query(const protocol::Frame& frame, protocol::ByteView bytes
     // The body is one NUL-terminated string (55.7): an empty body or a
     // missing terminator is what PostgreSQL itself answers with 08P01.
     if (frame.size <= protocol::kMessageHeaderSize || bytes[frame.size - 1] != 0) {
-      fail(sqlstate::kProtocolViolation, "invalid Query message: its text is not terminated");
+      client_->fail(sqlstate::kProtocolViolation,
+                    "invalid Query message: its text is not terminated", {});
       return Step::kStop;
     }
     const std::string_view sql = message_text(bytes, protocol::kMessageHeaderSize, frame.size - 1);
@@ -235,41 +165,41 @@ Step ClientConn::on_query(const protocol::Frame& frame, protocol::ByteView bytes
         protocol::Bytes& out = assembly();
         protocol::append_query(out, action == SqlAction::kDeallocate
                                         ? deallocate_on_server(statement)
-                                        : std::string(refusal_sql(proxy_.config())));
+                                        : std::string(refusal_sql(config_)));
         in.consume(frame.size);
-        server_->note_client_message('Q');
+        note_client_message(fe::kQuery);
         return Step::kHandled;
       }
     }
   }
-  server_->note_client_message('Q');
+  note_client_message(fe::kQuery);
   return forward(frame, bytes);
 }
 
-Step ClientConn::on_parse(const protocol::Frame& frame, protocol::ByteView bytes) {
-  Buffer& in = stream_.input();
+Step Link::on_parse(const protocol::Frame& frame, protocol::ByteView bytes) {
+  Buffer& in = client_->stream().input();
   if (frame.size > in.capacity()) {
     // Too long to read whole: streamed through as it is. A named one
     // cannot be shared, so it is refused.
     if (bytes.size() > 5 && bytes[5] != 0) {
-      fail(sqlstate::kProgramLimitExceeded,
-           "pgmux cannot virtualise a named prepared statement longer than " +
-               std::to_string(in.capacity()) + " bytes",
-           "use an unnamed statement for very long queries");
+      client_->fail(sqlstate::kProgramLimitExceeded,
+                    "pgmux cannot virtualise a named prepared statement longer than " +
+                        std::to_string(in.capacity()) + " bytes",
+                    "use an unnamed statement for very long queries");
       return Step::kStop;
     }
-    server_->note_client_message('P');
+    note_client_message(fe::kParse);
     return forward(frame, bytes);
   }
   if (!frame.whole_in(bytes)) return Step::kStop;
   auto parse = protocol::parse_parse(bytes.first(frame.size));
   if (!parse) {
-    fail(sqlstate::kProtocolViolation, parse.error().message);
+    client_->fail(sqlstate::kProtocolViolation, parse.error().message, {});
     return Step::kStop;
   }
   const bool session_sql = protocol::may_change_session(parse->query);
   if (parse->name.empty() && !session_sql) {
-    server_->note_client_message('P');
+    note_client_message(fe::kParse);
     return forward(frame, bytes);
   }
   // From here the message is rewritten, answered or inspected (which has
@@ -282,10 +212,10 @@ Step ClientConn::on_parse(const protocol::Frame& frame, protocol::ByteView bytes
     action = inspect_sql(query, !parse->name.empty(), &deallocated, /*simple_query=*/false);
   }
   protocol::Bytes& out = assembly();
-  if (action == SqlAction::kRefuse) query = refusal_sql(proxy_.config());
+  if (action == SqlAction::kRefuse) query = refusal_sql(config_);
   if (parse->name.empty()) {
     if (action == SqlAction::kForward) {
-      server_->note_client_message('P');
+      note_client_message(fe::kParse);
       return forward(frame, bytes);
     }
     std::string text;
@@ -295,11 +225,11 @@ Step ClientConn::on_parse(const protocol::Frame& frame, protocol::ByteView bytes
     }
     protocol::append_parse(out, "", query, 0, {});
     in.consume(frame.size);
-    server_->note_client_message('P');
+    note_client_message(fe::kParse);
     return Step::kHandled;
   }
 
-  ClientStatements& names = statements();
+  ClientStatements& names = *client_->statements(true);
   if (Statement* existing = names.find(parse->name)) {
     // PostgreSQL refuses a name in use (42P05); let the server say so, in
     // its place in the pipeline, by preparing the same name twice.
@@ -307,69 +237,70 @@ Step ClientConn::on_parse(const protocol::Frame& frame, protocol::ByteView bytes
     protocol::append_parse(out, existing->server_name, query, parse->param_count,
                            parse->param_types);
     in.consume(frame.size);
-    server_->note_client_message('P');
+    note_client_message(fe::kParse);
     return Step::kHandled;
   }
   Statement* statement =
-      pool_->statements().acquire(query, parse->param_count, parse->param_types);
+      pool_.statements().acquire(query, parse->param_count, parse->param_types);
   names.add(parse->name, statement);
   in.consume(frame.size);
-  if (server_->statements().touch(statement)) {
+  if (server_.statements().touch(statement)) {
     // Already prepared on this server: pgmux answers for it.
-    server_->expect(Pending{'P', Reply::kFake, '1', true, statement});
+    expect(Pending::answered_parse(statement));
     return Step::kHandled;
   }
-  Statement* evicted = server_->statements().insert(statement);
+  Statement* evicted = server_.statements().insert(statement);
   if (evicted != nullptr) protocol::append_close(out, 'S', evicted->server_name);
   protocol::append_parse(out, statement->server_name, statement->query, statement->param_count,
                          parse->param_types);
-  if (evicted != nullptr) server_->expect(Pending{'C', Reply::kSwallow, 0, false, evicted});
-  server_->expect(Pending{'P', Reply::kForward, 0, true, statement});
+  if (evicted != nullptr) expect(Pending::own_close(evicted));
+  expect(Pending::client_parse(statement));
   return Step::kHandled;
 }
 
-std::string ClientConn::deallocate_on_server(Statement* statement) {
+std::string Link::deallocate_on_server(Statement* statement) {
   // The client's name goes; the server statement goes from this server
   // only (other clients may use it elsewhere). It must exist there for the
   // DEALLOCATE to succeed.
   prepare_on_server(statement);
   std::string sql = "DEALLOCATE " + statement->server_name;
-  server_->statements().erase(statement);
-  statements().forget(statement);
+  server_.statements().erase(statement);
+  client_->statements(true)->forget(statement);
   return sql;
 }
 
-void ClientConn::prepare_on_server(Statement* statement) {
-  if (server_->statements().touch(statement)) return;
+void Link::prepare_on_server(Statement* statement) {
+  if (server_.statements().touch(statement)) return;
   protocol::Bytes& out = assembly();
-  Statement* evicted = server_->statements().insert(statement);
+  Statement* evicted = server_.statements().insert(statement);
   if (evicted != nullptr) protocol::append_close(out, 'S', evicted->server_name);
   protocol::append_parse(
       out, statement->server_name, statement->query, statement->param_count,
       {reinterpret_cast<const uint8_t*>(statement->param_types.data()),
        statement->param_types.size()});
-  if (evicted != nullptr) server_->expect(Pending{'C', Reply::kSwallow, 0, false, evicted});
-  server_->expect(Pending{'P', Reply::kSwallow, 0, false, statement});
+  if (evicted != nullptr) expect(Pending::own_close(evicted));
+  expect(Pending::own_parse(statement));
 }
 
-Step ClientConn::on_bind(const protocol::Frame& frame, protocol::ByteView bytes) {
-  Buffer& in = stream_.input();
+Step Link::on_bind(const protocol::Frame& frame, protocol::ByteView bytes) {
+  Buffer& in = client_->stream().input();
   if (!protocol::bind_header_complete(bytes)) {
     if (bytes.size() >= in.capacity() || bytes.size() >= frame.size) {
-      fail(sqlstate::kProtocolViolation, "invalid Bind message");
+      client_->fail(sqlstate::kProtocolViolation, "invalid Bind message", {});
       return Step::kStop;
     }
     return Step::kStop;
   }
   auto header = protocol::parse_bind_header(bytes);
   if (!header) {
-    fail(sqlstate::kProtocolViolation, header.error().message);
+    client_->fail(sqlstate::kProtocolViolation, header.error().message, {});
     return Step::kStop;
   }
+  ClientStatements* names = client_->statements(false);
   Statement* statement =
-      header->statement.empty() || !statements_ ? nullptr : statements_->find(header->statement);
+      header->statement.empty() || names == nullptr ? nullptr : names->find(header->statement);
   if (statement == nullptr) {
-    server_->note_client_message('B');
+    note_client_message(fe::kBind);
     return forward(frame, bytes);
   }
   if (!drain_to_server()) return Step::kStop;
@@ -378,7 +309,7 @@ Step ClientConn::on_bind(const protocol::Frame& frame, protocol::ByteView bytes)
   const size_t rest = frame.size - header->rest_offset;
   protocol::append_bind_header(out, header->portal, statement->server_name, rest);
   in.consume(header->rest_offset);
-  server_->note_client_message('B');
+  note_client_message(fe::kBind);
   if (rest <= in.unparsed().size()) {
     out.append(reinterpret_cast<const char*>(in.unparsed().data()), rest);
     in.consume(rest);
@@ -388,49 +319,50 @@ Step ClientConn::on_bind(const protocol::Frame& frame, protocol::ByteView bytes)
   flush_assembly();
   const size_t take = std::min(rest, in.unparsed().size());
   in.mark_parsed(take);
-  message_left_ = rest - take;
+  client_left_ = rest - take;
   return Step::kHandled;
 }
 
-Step ClientConn::on_describe_or_close(const protocol::Frame& frame, protocol::ByteView bytes) {
-  Buffer& in = stream_.input();
+Step Link::on_describe_or_close(const protocol::Frame& frame, protocol::ByteView bytes) {
+  Buffer& in = client_->stream().input();
   const char type = frame.type;
   if (frame.size > in.capacity()) {
-    fail(sqlstate::kProtocolViolation, "invalid Describe or Close message");
+    client_->fail(sqlstate::kProtocolViolation, "invalid Describe or Close message", {});
     return Step::kStop;
   }
   if (!frame.whole_in(bytes)) return Step::kStop;
-  auto target = type == 'D' ? protocol::parse_describe(bytes.first(frame.size))
+  auto target = type == fe::kDescribe ? protocol::parse_describe(bytes.first(frame.size))
                             : protocol::parse_close(bytes.first(frame.size));
   if (!target) {
-    fail(sqlstate::kProtocolViolation, target.error().message);
+    client_->fail(sqlstate::kProtocolViolation, target.error().message, {});
     return Step::kStop;
   }
-  Statement* statement = target->kind != 'S' || target->name.empty() || !statements_
+  ClientStatements* names = client_->statements(false);
+  Statement* statement = target->kind != 'S' || target->name.empty() || names == nullptr
                              ? nullptr
-                             : statements_->find(target->name);
+                             : names->find(target->name);
   if (statement == nullptr) {
-    server_->note_client_message(type);
+    note_client_message(type);
     return forward(frame, bytes);
   }
   if (!drain_to_server()) return Step::kStop;
-  if (type == 'C') {
+  if (type == fe::kClose) {
     // Only the client's name goes; the server keeps the statement for
     // whoever else uses it. pgmux answers CloseComplete itself.
-    statements_->remove(target->name);
+    names->remove(target->name);
     in.consume(frame.size);
-    server_->expect(Pending{'C', Reply::kFake, '3'});
+    expect(Pending::answered_close());
     return Step::kHandled;
   }
   prepare_on_server(statement);
   protocol::Bytes& out = assembly();
   protocol::append_describe(out, 'S', statement->server_name);
   in.consume(frame.size);
-  server_->note_client_message('D');
+  note_client_message(fe::kDescribe);
   return Step::kHandled;
 }
 
-ClientConn::SqlAction ClientConn::inspect_sql(std::string_view sql, bool named_parse,
+Link::SqlAction Link::inspect_sql(std::string_view sql, bool named_parse,
                                               Statement** statement, bool simple_query) {
   size_t statements_in_sql = 0;
   const std::vector<protocol::SqlStatement> found = protocol::scan_sql(sql, &statements_in_sql);
@@ -439,7 +371,7 @@ ClientConn::SqlAction ClientConn::inspect_sql(std::string_view sql, bool named_p
   // rollback (of a block, a savepoint, or the implicit transaction of a
   // multi-statement Query), so the server is asked afterwards.
   bool exact = simple_query && found.size() == statements_in_sql &&
-               server_->between_transactions();
+               clean();
   for (const protocol::SqlStatement& s : found) {
     exact = exact && (s.kind == protocol::SqlKind::kSet || s.kind == protocol::SqlKind::kSetDefault ||
                       s.kind == protocol::SqlKind::kReset || s.kind == protocol::SqlKind::kResetAll);
@@ -452,31 +384,32 @@ ClientConn::SqlAction ClientConn::inspect_sql(std::string_view sql, bool named_p
       case protocol::SqlKind::kReset: {
         std::optional<std::string> name = normalise_param_name(s.name);
         // Reported parameters are tracked from the server's ParameterStatus.
-        if (name && pool_->reports(*name)) break;
+        if (name && pool_.reports(*name)) break;
         if (!name || named_parse) {
           needs_pin = true;
           break;
         }
-        server_->note_untracked_set(*name, s.value, s.kind != protocol::SqlKind::kSet, exact);
+        note_untracked_set(*name, s.value, s.kind != protocol::SqlKind::kSet, exact);
         break;
       }
       case protocol::SqlKind::kResetAll:
-        server_->note_reset_all(exact);
+        note_reset_all(exact);
         break;
       case protocol::SqlKind::kDiscardAll:
         // Resets the session and deallocates every statement on the server.
         // It cannot run inside a transaction block, so it never is undone.
-        server_->note_reset_all(/*exact=*/true);
-        server_->statements().clear();
-        if (statements_) statements_->clear();
+        note_reset_all(/*exact=*/true);
+        server_.statements().clear();
+        if (ClientStatements* names = client_->statements(false)) names->clear();
         unpin();
         break;
       case protocol::SqlKind::kDeallocateAll:
-        server_->statements().clear();
-        if (statements_) statements_->clear();
+        server_.statements().clear();
+        if (ClientStatements* names = client_->statements(false)) names->clear();
         break;
       case protocol::SqlKind::kDeallocate: {
-        Statement* mine = statements_ ? statements_->find(s.name) : nullptr;
+        ClientStatements* names = client_->statements(false);
+        Statement* mine = names != nullptr ? names->find(s.name) : nullptr;
         if (mine != nullptr && found.size() == 1) {
           *statement = mine;
           return SqlAction::kDeallocate;
@@ -493,35 +426,36 @@ ClientConn::SqlAction ClientConn::inspect_sql(std::string_view sql, bool named_p
     }
   }
   if (!needs_pin || pinned_) return SqlAction::kForward;
-  const config::Config& config = proxy_.config();
+  const config::Config& config = config_;
   if (config.session_pinning == config::SessionPinning::kRefuse) {
-    spdlog::info("{}: refused a session-level statement (session_pinning = refuse)", tag_);
+    spdlog::info("{}: refused a session-level statement (session_pinning = refuse)",
+                 client_->tag());
     return SqlAction::kRefuse;
   }
-  if (pool_->upstream().pinned() >= config.effective_max_pinned()) {
+  if (pool_.upstream().pinned() >= config.effective_max_pinned()) {
     spdlog::warn("{}: refused a session-level statement: {} clients are pinned already "
                  "(max_pinned_server_connections)",
-                 tag_, pool_->upstream().pinned());
+                 client_->tag(), pool_.upstream().pinned());
     return SqlAction::kRefuse;
   }
   pin();
   return SqlAction::kForward;
 }
 
-void ClientConn::pin() {
+void Link::pin() {
   if (pinned_) return;
   pinned_ = true;
-  pool_->upstream().on_pinned();
+  pool_.upstream().on_pinned();
   spdlog::warn("{}: session-level statement in transaction mode: pinned to {} until it "
                "disconnects or runs DISCARD ALL ({} pinned)",
-               tag_, server_->tag(), pool_->upstream().pinned());
+               client_->tag(), server_.tag(), pool_.upstream().pinned());
 }
 
-void ClientConn::unpin() {
+void Link::unpin() {
   if (!pinned_) return;
   pinned_ = false;
-  pool_->upstream().on_unpinned();
-  spdlog::info("{}: DISCARD ALL: unpinned from its server", tag_);
+  pool_.upstream().on_unpinned();
+  spdlog::info("{}: DISCARD ALL: unpinned from its server", client_->tag());
 }
 
 }  // namespace pgmux::proxy
