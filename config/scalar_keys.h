@@ -1,6 +1,7 @@
 // Internal to config/: the table of scalar keys shared by the TOML reader
-// (toml.cpp) and the PGMUX_* environment overrides (config.cpp), so both
-// accept exactly the same names and convert values the same way.
+// (toml.cpp) and the PGMUX_* environment overrides (load.cpp), so both
+// accept exactly the same names and convert values the same way, and the
+// helpers the other config/ files share.
 #pragma once
 
 #include <array>
@@ -50,6 +51,9 @@ const KeySpec* find_scalar_key(std::string_view name);
 
 // "PGMUX_" followed by the upper-cased key.
 std::string env_name(std::string_view key);
+
+// True for trace, debug, info, warn, error, critical and off.
+bool is_log_level(std::string_view level);
 
 // A scalar as it arrived. TOML keeps its type (integer, text or an array of
 // strings); an environment variable is always text, so `untyped` lets integer

@@ -1,83 +1,17 @@
 #include "protocol/auth.h"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/rand.h>
 
 #include <climits>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
 
+#include "protocol/crypto.h"
 #include "protocol/sqlstate.h"
 
 namespace pgmux::protocol {
 
 namespace {
 
-constexpr size_t kSha256Size = 32;
-constexpr size_t kMd5Size = 16;
 constexpr size_t kClientNonceBytes = 18;
-using Digest = std::array<uint8_t, kSha256Size>;
-
-// libcrypto failing to hash, MAC or produce random bytes means the process
-// is broken (or a FIPS policy forbids the algorithm); nothing sensible can
-// continue. protocol/ does not log, so say why on stderr and stop.
-[[noreturn]] void crypto_failure(const char* what) {
-  std::fprintf(stderr, "pgmux: libcrypto failure: %s\n", what);
-  std::abort();
-}
-
-const unsigned char* bytes_of(std::string_view s) {
-  return reinterpret_cast<const unsigned char*>(s.data());
-}
-
-std::string_view view_of(const Digest& d) {
-  return {reinterpret_cast<const char*>(d.data()), d.size()};
-}
-
-void hex_into(const unsigned char* bytes, size_t n, std::string& out) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (size_t i = 0; i < n; ++i) {
-    out.push_back(kHex[bytes[i] >> 4]);
-    out.push_back(kHex[bytes[i] & 0x0F]);
-  }
-}
-
-std::string md5_hex(std::string_view data) {
-  std::array<unsigned char, kMd5Size> digest{};
-  unsigned int length = 0;
-  if (EVP_Digest(data.data(), data.size(), digest.data(), &length, EVP_md5(), nullptr) != 1 ||
-      length != kMd5Size) {
-    crypto_failure("MD5");
-  }
-  std::string out;
-  hex_into(digest.data(), digest.size(), out);
-  return out;
-}
-
-Digest sha256(std::string_view data) {
-  Digest out{};
-  unsigned int length = 0;
-  if (EVP_Digest(data.data(), data.size(), out.data(), &length, EVP_sha256(), nullptr) != 1 ||
-      length != kSha256Size) {
-    crypto_failure("SHA-256");
-  }
-  return out;
-}
-
-Digest hmac_sha256(std::string_view key, std::string_view data) {
-  Digest out{};
-  unsigned int length = 0;
-  if (key.size() > INT_MAX ||
-      HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), bytes_of(data), data.size(),
-           out.data(), &length) == nullptr ||
-      length != kSha256Size) {
-    crypto_failure("HMAC-SHA-256");
-  }
-  return out;
-}
 
 Error scram_error(std::string_view sqlstate, std::string message) {
   return make_error(std::string(sqlstate), std::move(message));
@@ -127,76 +61,7 @@ bool parse_iterations(std::string_view text, int* out) {
   return true;
 }
 
-constexpr char kBase64Alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-int base64_value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
 }  // namespace
-
-// ---- Base64 -----------------------------------------------------------------
-
-std::string base64_encode(std::string_view bytes) {
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 3 <= bytes.size(); i += 3) {
-    const uint32_t v = (uint32_t{static_cast<uint8_t>(bytes[i])} << 16) |
-                       (uint32_t{static_cast<uint8_t>(bytes[i + 1])} << 8) |
-                       uint32_t{static_cast<uint8_t>(bytes[i + 2])};
-    out.push_back(kBase64Alphabet[(v >> 18) & 0x3F]);
-    out.push_back(kBase64Alphabet[(v >> 12) & 0x3F]);
-    out.push_back(kBase64Alphabet[(v >> 6) & 0x3F]);
-    out.push_back(kBase64Alphabet[v & 0x3F]);
-  }
-  const size_t left = bytes.size() - i;
-  if (left > 0) {
-    uint32_t v = uint32_t{static_cast<uint8_t>(bytes[i])} << 16;
-    if (left == 2) v |= uint32_t{static_cast<uint8_t>(bytes[i + 1])} << 8;
-    out.push_back(kBase64Alphabet[(v >> 18) & 0x3F]);
-    out.push_back(kBase64Alphabet[(v >> 12) & 0x3F]);
-    out.push_back(left == 2 ? kBase64Alphabet[(v >> 6) & 0x3F] : '=');
-    out.push_back('=');
-  }
-  return out;
-}
-
-// Strict: whole quanta of four, padding only at the very end, no whitespace,
-// and no stray bits in the last quantum.
-Result<std::string> base64_decode(std::string_view text) {
-  auto invalid = [] {
-    return make_error(std::string(sqlstate::kProtocolViolation), "invalid base64 text");
-  };
-  if (text.size() % 4 != 0) return invalid();
-  std::string out;
-  out.reserve(text.size() / 4 * 3);
-  for (size_t i = 0; i < text.size(); i += 4) {
-    const bool last = i + 4 == text.size();
-    size_t pad = 0;
-    if (last && text[i + 3] == '=') pad = text[i + 2] == '=' ? 2 : 1;
-    uint32_t v = 0;
-    for (size_t j = 0; j < 4; ++j) {
-      int d = 0;
-      if (j < 4 - pad) {
-        d = base64_value(text[i + j]);
-        if (d < 0) return invalid();
-      }
-      v = (v << 6) | static_cast<uint32_t>(d);
-    }
-    if ((pad == 1 && (v & 0xFF) != 0) || (pad == 2 && (v & 0xFFFF) != 0)) return invalid();
-    out.push_back(static_cast<char>((v >> 16) & 0xFF));
-    if (pad < 2) out.push_back(static_cast<char>((v >> 8) & 0xFF));
-    if (pad < 1) out.push_back(static_cast<char>(v & 0xFF));
-  }
-  return out;
-}
 
 // ---- MD5 --------------------------------------------------------------------
 
@@ -217,9 +82,7 @@ ScramClient::ScramClient(std::string user, std::string password, std::string cli
       password_(std::move(password)),
       client_nonce_(std::move(client_nonce)) {
   if (client_nonce_.empty()) {
-    std::array<unsigned char, kClientNonceBytes> raw{};
-    if (RAND_bytes(raw.data(), static_cast<int>(raw.size())) != 1) crypto_failure("RAND_bytes");
-    client_nonce_ = base64_encode({reinterpret_cast<const char*>(raw.data()), raw.size()});
+    client_nonce_ = base64_encode(random_bytes(kClientNonceBytes));
   }
   client_first_bare_ = "n=" + escape_saslname(user_) + ",r=" + client_nonce_;
 }
@@ -260,24 +123,19 @@ Result<std::string> ScramClient::handle_server_first(std::string_view server_fir
   }
 
   // RFC 5802 section 3.
-  Digest salted{};
-  if (PKCS5_PBKDF2_HMAC(password_.data(), static_cast<int>(password_.size()), bytes_of(*salt),
-                        static_cast<int>(salt->size()), iterations, EVP_sha256(),
-                        static_cast<int>(salted.size()), salted.data()) != 1) {
-    crypto_failure("PBKDF2-HMAC-SHA-256");
-  }
-  Digest client_key = hmac_sha256(view_of(salted), "Client Key");
-  const Digest stored_key = sha256(view_of(client_key));
+  Sha256Digest salted = salted_password(password_, *salt, iterations);
+  Sha256Digest client_key = hmac_sha256(view_of(salted), "Client Key");
+  const Sha256Digest stored_key = sha256(view_of(client_key));
   std::string client_final = "c=biws,r=";  // biws = base64("n,,"): no channel binding.
   client_final.append(nonce);
   std::string auth_message = client_first_bare_;
   auth_message.append(",").append(server_first).append(",").append(client_final);
-  const Digest client_signature = hmac_sha256(view_of(stored_key), auth_message);
-  Digest proof{};
+  const Sha256Digest client_signature = hmac_sha256(view_of(stored_key), auth_message);
+  Sha256Digest proof{};
   for (size_t i = 0; i < proof.size(); ++i) {
     proof[i] = static_cast<uint8_t>(client_key[i] ^ client_signature[i]);
   }
-  Digest server_key = hmac_sha256(view_of(salted), "Server Key");
+  Sha256Digest server_key = hmac_sha256(view_of(salted), "Server Key");
   expected_server_signature_ =
       base64_encode(view_of(hmac_sha256(view_of(server_key), auth_message)));
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "protocol/crypto.h"  // base64_encode and base64_decode, which SCRAM callers use.
 #include "protocol/result.h"
 
 namespace pgmux::protocol {
@@ -47,9 +48,5 @@ class ScramClient {
   std::string client_first_bare_;
   std::string expected_server_signature_;  // base64
 };
-
-// Base64 (standard alphabet, padded) used by SCRAM.
-std::string base64_encode(std::string_view bytes);
-Result<std::string> base64_decode(std::string_view text);
 
 }  // namespace pgmux::protocol

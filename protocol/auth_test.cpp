@@ -98,22 +98,6 @@ TEST_CASE("SCRAM-SHA-256: generated nonce and escaped user name") {
   CHECK(odd.client_first_message() == "n,,n=a=3Db=2Cc,r=nonce");
 }
 
-TEST_CASE("base64 round trip and strictness") {
-  const std::string_view samples[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
-  const std::string_view encoded[] = {"",         "Zg==",     "Zm8=",    "Zm9v",
-                                      "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
-  for (size_t i = 0; i < std::size(samples); ++i) {
-    CHECK(base64_encode(samples[i]) == encoded[i]);
-    auto back = base64_decode(encoded[i]);
-    REQUIRE(back.ok());
-    CHECK(*back == samples[i]);
-  }
-  CHECK(base64_decode(std::string_view("\0\xff", 2)).ok() == false);
-  for (std::string_view bad : {"Zg=", "Zg=a", "Z===", "Zh==", "Zm9", "Zm 9v", "=Zm9", "Zg==Zg=="}) {
-    CHECK_MESSAGE(!base64_decode(bad).ok(), bad);
-  }
-}
-
 TEST_CASE("md5_password_response") {
   // Computed independently at authoring time:
   //   python3 -c 'import hashlib; a = hashlib.md5(b"secretalice").hexdigest();

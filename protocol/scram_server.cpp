@@ -1,115 +1,28 @@
 #include "protocol/scram_server.h"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/rand.h>
 
 #include <cassert>
 #include <climits>
-#include <cstdio>
-#include <cstdlib>
 #include <utility>
 
-#include "protocol/auth.h"
+#include "protocol/crypto.h"
 #include "protocol/sqlstate.h"
 
 namespace pgmux::protocol {
 
 namespace {
 
-constexpr size_t kSha256Size = 32;
-constexpr size_t kMd5Size = 16;
 constexpr size_t kSaltBytes = 16;         // PostgreSQL's SCRAM_DEFAULT_SALT_LEN.
 constexpr size_t kServerNonceBytes = 18;  // PostgreSQL's SCRAM_RAW_NONCE_LEN.
 constexpr std::string_view kSecretPrefix = "SCRAM-SHA-256$";
 constexpr std::string_view kMechanism = "SCRAM-SHA-256";
 constexpr std::string_view kMechanismPlus = "SCRAM-SHA-256-PLUS";
 constexpr std::string_view kChannelBindingType = "tls-server-end-point";
-using Digest = std::array<uint8_t, kSha256Size>;
-
-// The same policy as auth.cpp: libcrypto failing to hash, MAC or produce
-// random bytes means the process is broken; protocol/ does not log, so say
-// why on stderr and stop.
-[[noreturn]] void crypto_failure(const char* what) {
-  std::fprintf(stderr, "pgmux: libcrypto failure: %s\n", what);
-  std::abort();
-}
-
-const unsigned char* bytes_of(std::string_view s) {
-  return reinterpret_cast<const unsigned char*>(s.data());
-}
-
-std::string_view view_of(const Digest& d) {
-  return {reinterpret_cast<const char*>(d.data()), d.size()};
-}
-
-std::string random_bytes(size_t n) {
-  std::string out(n, '\0');
-  if (RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) != 1) {
-    crypto_failure("RAND_bytes");
-  }
-  return out;
-}
-
-std::string md5_hex(std::string_view data) {
-  std::array<unsigned char, kMd5Size> digest{};
-  unsigned int length = 0;
-  if (EVP_Digest(data.data(), data.size(), digest.data(), &length, EVP_md5(), nullptr) != 1 ||
-      length != kMd5Size) {
-    crypto_failure("MD5");
-  }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * kMd5Size);
-  for (unsigned char b : digest) {
-    out.push_back(kHex[b >> 4]);
-    out.push_back(kHex[b & 0x0F]);
-  }
-  return out;
-}
-
-Digest sha256(std::string_view data) {
-  Digest out{};
-  unsigned int length = 0;
-  if (EVP_Digest(data.data(), data.size(), out.data(), &length, EVP_sha256(), nullptr) != 1 ||
-      length != kSha256Size) {
-    crypto_failure("SHA-256");
-  }
-  return out;
-}
-
-Digest hmac_sha256(std::string_view key, std::string_view data) {
-  Digest out{};
-  unsigned int length = 0;
-  if (key.size() > INT_MAX ||
-      HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), bytes_of(data), data.size(),
-           out.data(), &length) == nullptr ||
-      length != kSha256Size) {
-    crypto_failure("HMAC-SHA-256");
-  }
-  return out;
-}
-
-// RFC 5802 section 3: SaltedPassword := Hi(Normalize(password), salt, i).
-// No SASLprep, like ScramClient: PostgreSQL's SASLprep is the identity for
-// ASCII passwords and is skipped for passwords that are not valid UTF-8.
-Digest salted_password(std::string_view password, std::string_view salt, int iterations) {
-  // REQUIRES: iterations >= 1 (checked by every caller's source of the value).
-  assert(iterations >= 1);
-  if (password.size() > INT_MAX || salt.size() > INT_MAX) crypto_failure("PBKDF2 input too long");
-  Digest out{};
-  if (PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()), bytes_of(salt),
-                        static_cast<int>(salt.size()), iterations, EVP_sha256(),
-                        static_cast<int>(out.size()), out.data()) != 1) {
-    crypto_failure("PBKDF2-HMAC-SHA-256");
-  }
-  return out;
-}
 
 // StoredKey and ServerKey from SaltedPassword; wipes the intermediates.
-void derive_keys(Digest& salted, Digest* stored_key, Digest* server_key) {
-  Digest client_key = hmac_sha256(view_of(salted), "Client Key");
+void derive_keys(Sha256Digest& salted, Sha256Digest* stored_key, Sha256Digest* server_key) {
+  Sha256Digest client_key = hmac_sha256(view_of(salted), "Client Key");
   *stored_key = sha256(view_of(client_key));
   *server_key = hmac_sha256(view_of(salted), "Server Key");
   OPENSSL_cleanse(client_key.data(), client_key.size());
@@ -138,10 +51,6 @@ bool decode_key(std::string_view text, std::array<uint8_t, 32>* out) {
   if (!raw || raw->size() != out->size()) return false;
   for (size_t i = 0; i < out->size(); ++i) (*out)[i] = static_cast<uint8_t>((*raw)[i]);
   return true;
-}
-
-std::string_view view_of_key(const std::array<uint8_t, 32>& key) {
-  return {reinterpret_cast<const char*>(key.data()), key.size()};
 }
 
 bool is_lower_hex(std::string_view text) {
@@ -230,9 +139,9 @@ std::string format_scram_secret(const ScramSecret& secret) {
       .append(":")
       .append(base64_encode(secret.salt))
       .append("$")
-      .append(base64_encode(view_of_key(secret.stored_key)))
+      .append(base64_encode(view_of(secret.stored_key)))
       .append(":")
-      .append(base64_encode(view_of_key(secret.server_key)));
+      .append(base64_encode(view_of(secret.server_key)));
   return out;
 }
 
@@ -240,7 +149,7 @@ ScramSecret make_scram_secret(std::string_view password, std::string_view salt, 
   ScramSecret secret;
   secret.iterations = iterations;
   secret.salt = salt.empty() ? random_bytes(kSaltBytes) : std::string(salt);
-  Digest salted = salted_password(password, secret.salt, iterations);
+  Sha256Digest salted = salted_password(password, secret.salt, iterations);
   derive_keys(salted, &secret.stored_key, &secret.server_key);
   return secret;
 }
@@ -251,7 +160,7 @@ ScramSecret mock_scram_secret(std::string_view user, std::string_view seed) {
   ScramSecret secret;
   std::string input(seed);
   input.append(user);
-  const Digest salt = sha256(input);
+  const Sha256Digest salt = sha256(input);
   secret.salt.assign(reinterpret_cast<const char*>(salt.data()), kSaltBytes);
   std::string label(user);
   secret.stored_key = hmac_sha256(seed, label + "stored");
@@ -320,8 +229,8 @@ bool verify_cleartext(const Credential& credential, std::string_view user,
   switch (credential.kind) {
     case Credential::Kind::kPlain: {
       // Comparing digests keeps the time independent of both lengths.
-      const Digest a = sha256(credential.plain);
-      const Digest b = sha256(password);
+      const Sha256Digest a = sha256(credential.plain);
+      const Sha256Digest b = sha256(password);
       return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
     }
     case Credential::Kind::kMd5: {
@@ -333,9 +242,9 @@ bool verify_cleartext(const Credential& credential, std::string_view user,
     case Credential::Kind::kScram: {
       const ScramSecret& secret = credential.scram;
       if (secret.iterations < 1 || secret.salt.empty()) return false;
-      Digest salted = salted_password(password, secret.salt, secret.iterations);
-      Digest stored_key{};
-      Digest server_key{};
+      Sha256Digest salted = salted_password(password, secret.salt, secret.iterations);
+      Sha256Digest stored_key{};
+      Sha256Digest server_key{};
       derive_keys(salted, &stored_key, &server_key);
       // Both keys must match; `|` rather than `||` so that the time does not
       // depend on the first result.
@@ -497,18 +406,18 @@ Result<std::string> ScramServer::handle_client_final(std::string_view client_fin
       .append(server_first)
       .append(",")
       .append(client_final.substr(0, proof_start - 1));
-  const Digest client_signature = hmac_sha256(view_of_key(secret_.stored_key), auth_message);
-  Digest client_key{};
+  const Sha256Digest client_signature = hmac_sha256(view_of(secret_.stored_key), auth_message);
+  Sha256Digest client_key{};
   for (size_t i = 0; i < client_key.size(); ++i) {
     client_key[i] = static_cast<uint8_t>(static_cast<uint8_t>((*proof)[i]) ^ client_signature[i]);
   }
-  const Digest computed = sha256(view_of(client_key));
+  const Sha256Digest computed = sha256(view_of(client_key));
   OPENSSL_cleanse(client_key.data(), client_key.size());
   if (CRYPTO_memcmp(computed.data(), secret_.stored_key.data(), computed.size()) != 0) {
     return make_error(std::string(sqlstate::kInvalidPassword), "password authentication failed");
   }
   // ServerSignature := HMAC(ServerKey, AuthMessage)
-  return "v=" + base64_encode(view_of(hmac_sha256(view_of_key(secret_.server_key), auth_message)));
+  return "v=" + base64_encode(view_of(hmac_sha256(view_of(secret_.server_key), auth_message)));
 }
 
 }  // namespace pgmux::protocol

@@ -5,6 +5,7 @@
 #include <openssl/hmac.h>
 
 #include "protocol/auth.h"
+#include "protocol/crypto.h"
 #include "protocol/sqlstate.h"
 
 namespace pgmux::protocol {

@@ -18,6 +18,7 @@
 
 #include "protocol/auth.h"
 #include "protocol/auth_messages.h"
+#include "protocol/crypto.h"
 #include "protocol/frame.h"
 #include "protocol/scram_server.h"
 #include "tests/fuzz/fuzz_util.h"
