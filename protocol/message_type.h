@@ -52,4 +52,17 @@ inline constexpr char kReadyForQuery = 'Z';
 inline constexpr char kRowDescription = 'T';
 }  // namespace be
 
+// What a Describe or Close names.
+namespace target {
+inline constexpr char kStatement = 'S';
+inline constexpr char kPortal = 'P';
+}  // namespace target
+
+// The transaction status in ReadyForQuery.
+namespace tx {
+inline constexpr char kIdle = 'I';
+inline constexpr char kInBlock = 'T';
+inline constexpr char kFailedBlock = 'E';
+}  // namespace tx
+
 }  // namespace pgmux::protocol

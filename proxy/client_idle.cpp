@@ -6,12 +6,14 @@
 
 #include "protocol/extended.h"
 #include "protocol/frame.h"
+#include "protocol/message_type.h"
 #include "protocol/messages.h"
 #include "proxy/client_conn.h"
 #include "proxy/pool.h"
 #include "proxy/proxy.h"
 
 namespace pgmux::proxy {
+namespace fe = protocol::fe;
 using protocol::FrameStatus;
 
 bool ClientConn::answer_without_server() {
@@ -34,11 +36,11 @@ bool ClientConn::answer_without_server() {
     const protocol::Frame frame = protocol::frame_message(rest, max_size);
     if (frame.status != FrameStatus::kComplete || !frame.whole_in(rest)) return false;
     const protocol::ByteView message = rest.first(frame.size);
-    if (frame.type == 'S') {
+    if (frame.type == fe::kSync) {
       end = offset + frame.size;
       break;
     }
-    if (frame.type == 'P') {
+    if (frame.type == fe::kParse) {
       auto parse = protocol::parse_parse(message);
       if (!parse || parse->name.empty()) return false;
       Statement* known =
@@ -49,9 +51,9 @@ bool ClientConn::answer_without_server() {
         if (names[i] == parse->name) return false;
       }
       names[count] = parse->name;
-    } else if (frame.type == 'C') {
+    } else if (frame.type == fe::kClose) {
       auto target = protocol::parse_close(message);
-      if (!target || target->kind != 'S') return false;
+      if (!target || target->kind != protocol::target::kStatement) return false;
     } else {
       return false;
     }
@@ -63,19 +65,19 @@ bool ClientConn::answer_without_server() {
     const protocol::ByteView rest = bytes.subspan(offset);
     const protocol::Frame frame = protocol::frame_message(rest, max_size);
     const protocol::ByteView message = rest.first(frame.size);
-    if (frame.type == 'P') {
+    if (frame.type == fe::kParse) {
       auto parse = protocol::parse_parse(message);
       statements(true)->add(parse->name, pool_->statements().acquire(parse->query, parse->param_count,
                                                                  parse->param_types));
       protocol::append_parse_complete(out);
-    } else if (frame.type == 'C') {
+    } else if (frame.type == fe::kClose) {
       auto target = protocol::parse_close(message);
       if (statements_ && !target->name.empty()) statements_->remove(target->name);
       protocol::append_close_complete(out);
     }
     offset += frame.size;
   }
-  protocol::append_ready_for_query(out, 'I');
+  protocol::append_ready_for_query(out, protocol::tx::kIdle);
   in.consume(end);
   stream_.write_owned(out);
   return true;

@@ -31,6 +31,7 @@
 
 #include "config/config.h"
 #include "protocol/frame.h"
+#include "protocol/message_type.h"
 #include "protocol/messages.h"
 #include "proxy/pending.h"
 #include "proxy/relay.h"
@@ -119,7 +120,7 @@ class Link {
   // The server can serve another client: its last ReadyForQuery said idle,
   // no request is unanswered and nothing unsynced was sent.
   bool clean() const {
-    return outstanding_ == 0 && !unsynced_ && tx_status_ == 'I' && pending_.empty();
+    return outstanding_ == 0 && !unsynced_ && tx_status_ == protocol::tx::kIdle && pending_.empty();
   }
   // The client ran a statement whose effect outlives its transaction
   // (LISTEN, a session SET, a temp table, a session advisory lock, WITH
@@ -213,7 +214,7 @@ class Link {
   uint64_t server_left_ = 0;  // Bytes of a server message being streamed to the client.
   uint32_t outstanding_ = 0;  // Query/Sync/FunctionCall sent, ReadyForQuery not yet seen.
   bool unsynced_ = false;     // A message that needs a later Sync was sent.
-  char tx_status_ = 'I';      // From the last ReadyForQuery.
+  char tx_status_ = protocol::tx::kIdle;      // From the last ReadyForQuery.
   bool release_after_flush_ = false;
   // Copy-in mode (CopyInResponse seen; the client's CopyDone or CopyFail,
   // or an error, not yet): the server ignores Sync and Flush.

@@ -250,7 +250,7 @@ Step Link::on_parse(const protocol::Frame& frame, protocol::ByteView bytes) {
     return Step::kHandled;
   }
   Statement* evicted = server_.statements().insert(statement);
-  if (evicted != nullptr) protocol::append_close(out, 'S', evicted->server_name);
+  if (evicted != nullptr) protocol::append_close(out, protocol::target::kStatement, evicted->server_name);
   protocol::append_parse(out, statement->server_name, statement->query, statement->param_count,
                          parse->param_types);
   if (evicted != nullptr) expect(Pending::own_close(evicted));
@@ -273,7 +273,7 @@ void Link::prepare_on_server(Statement* statement) {
   if (server_.statements().touch(statement)) return;
   protocol::Bytes& out = assembly();
   Statement* evicted = server_.statements().insert(statement);
-  if (evicted != nullptr) protocol::append_close(out, 'S', evicted->server_name);
+  if (evicted != nullptr) protocol::append_close(out, protocol::target::kStatement, evicted->server_name);
   protocol::append_parse(
       out, statement->server_name, statement->query, statement->param_count,
       {reinterpret_cast<const uint8_t*>(statement->param_types.data()),
@@ -338,7 +338,7 @@ Step Link::on_describe_or_close(const protocol::Frame& frame, protocol::ByteView
     return Step::kStop;
   }
   ClientStatements* names = client_->statements(false);
-  Statement* statement = target->kind != 'S' || target->name.empty() || names == nullptr
+  Statement* statement = target->kind != protocol::target::kStatement || target->name.empty() || names == nullptr
                              ? nullptr
                              : names->find(target->name);
   if (statement == nullptr) {
@@ -356,7 +356,7 @@ Step Link::on_describe_or_close(const protocol::Frame& frame, protocol::ByteView
   }
   prepare_on_server(statement);
   protocol::Bytes& out = assembly();
-  protocol::append_describe(out, 'S', statement->server_name);
+  protocol::append_describe(out, protocol::target::kStatement, statement->server_name);
   in.consume(frame.size);
   note_client_message(fe::kDescribe);
   return Step::kHandled;
