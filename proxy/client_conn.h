@@ -6,11 +6,11 @@
 //                                       +------------------------------+
 //   any state -> kClosing (then freed by the Proxy in on_closed)
 //
-// kStartup reads the startup packet: SSLRequest is answered 'S' and TLS
-// starts when client TLS is configured (else 'N'), GSSENCRequest gets 'N',
-// CancelRequest is routed. kAuthenticating runs SCRAM-SHA-256 (with
-// channel binding over TLS), MD5 or cleartext against the configured users,
-// or the upstream's own user and password when none are configured. kIdle holds no server; the first message
+// kStartup and kAuthenticating feed the client's bytes to its Login
+// (proxy/login.h), which reads the startup packet and runs the password
+// exchange; the ClientConn writes its answers, starts TLS, forwards a
+// CancelRequest and asks the pool for the welcome.
+// kIdle holds no server; the first message
 // of the next transaction queues the client in its pool. kActive forwards the
 // client's messages to its server, whole slices at a time, deciding from the
 // 5-byte header alone; Terminate is never forwarded.
@@ -32,9 +32,9 @@
 #include "protocol/frame.h"
 #include "protocol/messages.h"
 #include "protocol/result.h"
-#include "protocol/scram_server.h"
 #include "proxy/link.h"
 #include "proxy/list.h"
+#include "proxy/login.h"
 #include "proxy/pool_member.h"
 #include "proxy/session_params.h"
 #include "proxy/statements.h"
@@ -75,10 +75,10 @@ class ClientConn final : public PooledClient,
   Pool* pool() const { return pool_; }
   ServerConn* server() const { return server_; }
   // While logging in only (0 afterwards).
-  uint64_t accepted_at() const { return login_ ? login_->accepted_at : 0; }
+  uint64_t accepted_at() const { return login_ ? login_->accepted_at() : 0; }
   int32_t cancel_pid() const { return cancel_pid_; }
   int32_t cancel_secret() const { return cancel_secret_; }
-  uint64_t auth_failed_at() const { return login_ ? login_->auth_failed_at : 0; }
+  uint64_t auth_failed_at() const { return login_ ? login_->auth_failed_at() : 0; }
   // After the delay: FATAL 28P01, the same for every failure.
   void report_auth_failure();
   void set_cancel_key(int32_t pid, int32_t secret) {
@@ -128,13 +128,10 @@ class ClientConn final : public PooledClient,
   void on_closed(Stream& stream) override;
 
   void process();
-  void process_startup();
+  // kStartup, kAuthenticating: feeds the Login and acts on its outcome.
+  void process_login();
   void process_idle();
-  void start_session(std::string_view user, std::string_view database);
-  void begin_authentication();
-  void process_auth();
-  bool handle_auth_message(protocol::ByteView message);
-  void authentication_failed(const char* why);
+  void authentication_failed(LoginFault fault);
   void finish_login();
 
   Proxy& proxy_;
@@ -152,25 +149,9 @@ class ClientConn final : public PooledClient,
   bool discarding_ = false;    // Skipping the rest of a failed request.
   bool discard_ends_request_ = false;  // The message being discarded is a Query/Sync.
 
-  // Login and authentication: what only a client that is logging in
-  // needs, freed at the welcome so that an idle client stays small.
-  enum class AuthStep { kSaslInitial, kSaslFinal, kMd5, kCleartext };
-  struct Login {
-    AuthStep auth_step = AuthStep::kSaslInitial;
-    bool known_user = false;
-    protocol::Credential credential;
-    std::unique_ptr<protocol::ScramServer> scram;
-    std::array<uint8_t, 4> md5_salt{};
-    // The startup packet's parameters, until the welcome turns them into
-    // overrides (the pool's baseline is known by then).
-    std::vector<std::pair<std::string, std::string>> startup_params;
-    std::string peer;  // "address:port"
-    std::string user;
-    uint64_t accepted_at = 0;
-    uint64_t auth_failed_at = 0;
-  };
-  std::unique_ptr<Login> login_ = std::make_unique<Login>();
-  bool tls_ = false;
+  // What only a client that is logging in needs, freed at the welcome so
+  // that an idle client stays small. Made by start().
+  std::unique_ptr<Login> login_;
   // Named prepared statements, made on the first named Parse.
   std::unique_ptr<ClientStatements> statements_;
   ParamOverrides overrides_;

@@ -3,7 +3,7 @@
 // budgets, the janitor timer that drives every timeout, cancel forwarding and
 // signal handling. One loop, one thread, no globals: several Proxies could
 // run share-nothing on several loops. It is its pools' PoolHost: it opens
-// their servers and runs their probes.
+// their servers and runs their probes; and its clients' LoginHost.
 #pragma once
 
 #include <uv.h>
@@ -24,6 +24,7 @@
 #include "proxy/buffer.h"
 #include "proxy/client_conn.h"
 #include "proxy/list.h"
+#include "proxy/login.h"
 #include "proxy/pool.h"
 #include "proxy/pool_member.h"
 #include "proxy/probe.h"
@@ -35,7 +36,7 @@ namespace pgmux::proxy {
 
 class CancelConn;
 
-class Proxy final : public PoolHost, private ProbeEvents {
+class Proxy final : public PoolHost, public LoginHost, private ProbeEvents {
  public:
   // REQUIRES: `config` passed config::validate. The loop must outlive the Proxy.
   Proxy(config::Config config, uv_loop_t* loop);
@@ -67,7 +68,7 @@ class Proxy final : public PoolHost, private ProbeEvents {
   uint64_t next_id() { return ++last_id_; }
   bool stopping() const override { return stopping_; }
 
-  Pool* find_pool(std::string_view database);
+  Pool* find_pool(std::string_view database) override;
   // PoolHost: a ServerConn for `pool`; a Probe of its upstream (given up
   // after server_connect_timeout).
   void open_server(Pool& pool) override;
@@ -81,11 +82,17 @@ class Proxy final : public PoolHost, private ProbeEvents {
   uint64_t count_auth_failure() { return ++auth_failures_; }
   // TLS towards clients, or nullptr when client_tls is disable.
   const TlsContext* client_tls() const { return client_tls_.get(); }
+  // LoginHost
+  bool client_tls_available() const override { return client_tls_ != nullptr; }
+  std::string_view client_tls_end_point() const override {
+    return client_tls_ != nullptr ? std::string_view(client_tls_->server_end_point())
+                                  : std::string_view();
+  }
   // The SCRAM secret for a plain password, derived once per user.
   const protocol::ScramSecret& scram_secret_for(const std::string& user,
-                                                const std::string& password);
+                                                const std::string& password) override;
   // Secret seed for mock SCRAM exchanges with unknown users.
-  const std::string& mock_seed() const { return mock_seed_; }
+  const std::string& mock_seed() const override { return mock_seed_; }
   // Random cancel keys for clients; never the server's.
   void register_cancel_key(ClientConn* client);
   void forward_cancel(int32_t pid, int32_t secret);

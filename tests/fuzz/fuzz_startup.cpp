@@ -2,7 +2,7 @@
 // back to back (StartupMessage, SSLRequest, GSSENCRequest, CancelRequest),
 // framed with frame_startup and inspected with parse_startup_packet; then each
 // `options` parameter through the proxy's parse_startup_options and the
-// parameter names through normalise_param_name, as client_conn.cpp does.
+// parameter names through normalise_param_name, as login.cpp does.
 #include <cstddef>
 #include <cstdint>
 #include <optional>
