@@ -12,7 +12,6 @@
 #include "protocol/sqlstate.h"
 #include "proxy/log.h"
 #include "proxy/pool.h"
-#include "proxy/proxy.h"
 #include "proxy/relay.h"
 #include "proxy/server_conn.h"
 
@@ -20,9 +19,9 @@ namespace pgmux::proxy {
 namespace sqlstate = protocol::sqlstate;
 using protocol::FrameStatus;
 
-ClientConn::ClientConn(Proxy& proxy, uint64_t id, uint32_t slot)
-    : proxy_(proxy), id_(id), slot_(slot), stream_(*this, proxy.blocks()) {
-  if (stream_.init(proxy_.loop()) != 0) {
+ClientConn::ClientConn(ClientHost& host, uint64_t id, uint32_t slot)
+    : host_(host), id_(id), slot_(slot), stream_(*this, host.blocks()) {
+  if (stream_.init(host_.loop()) != 0) {
     spdlog::critical("C-{}: cannot create a TCP handle", id_);
     std::abort();
   }
@@ -33,7 +32,7 @@ void ClientConn::start() {
   int length = sizeof address;
   const bool known =
       uv_tcp_getpeername(stream_.tcp(), reinterpret_cast<sockaddr*>(&address), &length) == 0;
-  login_ = std::make_unique<Login>(proxy_, proxy_.now(),
+  login_ = std::make_unique<Login>(host_, host_.now(),
                                    known ? reinterpret_cast<const sockaddr*>(&address) : nullptr);
   tag_ = "C-" + std::to_string(id_) + " " + login_->peer();
   uv_tcp_nodelay(stream_.tcp(), 1);
@@ -72,7 +71,7 @@ void ClientConn::process_login() {
     const LoginOutcome outcome = login_->feed(stream_.input(), out);
     // The startup packet is complete: the startup deadline no longer applies.
     if (login_->startup_complete() && static_cast<StartupLink*>(this)->linked()) {
-      proxy_.starting().remove(this);
+      host_.starting().remove(this);
     }
     if (pool_ == nullptr && login_->pool() != nullptr) {
       pool_ = login_->pool();
@@ -89,10 +88,10 @@ void ClientConn::process_login() {
       case LoginNext::kNeedMore:
         return;
       case LoginNext::kStartTls:
-        stream_.start_tls(*proxy_.client_tls());
+        stream_.start_tls(host_.client_tls_context());
         continue;
       case LoginNext::kCancel:
-        proxy_.forward_cancel(outcome.cancel_pid, outcome.cancel_secret);
+        host_.forward_cancel(outcome.cancel_pid, outcome.cancel_secret);
         close("cancel request forwarded");
         return;
       case LoginNext::kWelcome:
@@ -112,15 +111,15 @@ void ClientConn::process_login() {
 }
 
 void ClientConn::authentication_failed(LoginFault fault) {
-  const uint64_t failures = proxy_.count_auth_failure();
+  const uint64_t failures = host_.count_auth_failure();
   // The reason is for the operator only; the client hears the same words
   // for an unknown user and a wrong password.
   spdlog::warn("{}: password authentication failed ({}); {} failures since start", tag_,
                to_string(fault), failures);
   state_ = State::kAuthFailed;
   stream_.stop_reading();
-  if (static_cast<LoginLink*>(this)->linked()) proxy_.logging_in().remove(this);
-  proxy_.auth_failed().push_back(this);
+  if (static_cast<LoginLink*>(this)->linked()) host_.logging_in().remove(this);
+  host_.auth_failed().push_back(this);
 }
 
 void ClientConn::report_auth_failure() {
@@ -129,8 +128,8 @@ void ClientConn::report_auth_failure() {
 }
 
 void ClientConn::finish_login() {
-  proxy_.logging_in().remove(this);
-  proxy_.register_cancel_key(this);
+  host_.logging_in().remove(this);
+  host_.register_cancel_key(this);
   state_ = State::kWaitingForWelcome;
   stream_.stop_reading();
   spdlog::debug("{}: logged in", tag_);
@@ -170,7 +169,7 @@ void ClientConn::process_idle() {
       if (discard_left_ == 0 && discard_ends_request_) finish_discard();
       continue;
     }
-    protocol::Frame frame = protocol::frame_message(bytes, proxy_.config().max_message_size);
+    protocol::Frame frame = protocol::frame_message(bytes, host_.config().max_message_size);
     if (frame.status == FrameStatus::kNeedMore) return;
     if (frame.status == FrameStatus::kInvalid) {
       fail(sqlstate::kProtocolViolation, "invalid message length from the client");
@@ -302,12 +301,12 @@ void ClientConn::shut(bool after_writes) {
   if (state_ == State::kClosing) return;
   const State state_before = state_;
   state_ = State::kClosing;
-  if (static_cast<StartupLink*>(this)->linked()) proxy_.starting().remove(this);
+  if (static_cast<StartupLink*>(this)->linked()) host_.starting().remove(this);
   if (static_cast<LoginLink*>(this)->linked()) {
     if (state_before == State::kAuthFailed) {
-      proxy_.auth_failed().remove(this);
+      host_.auth_failed().remove(this);
     } else {
-      proxy_.logging_in().remove(this);
+      host_.logging_in().remove(this);
     }
   }
   // The pool list the client is on, not its state (already kClosing), says
@@ -332,7 +331,7 @@ void ClientConn::on_closed(Stream& /*stream*/) {
     spdlog::info("{}: closing: writing to the client failed", tag_);
     shut(false);
   }
-  proxy_.on_client_freed(this);
+  host_.on_client_freed(this);
 }
 
 }  // namespace pgmux::proxy

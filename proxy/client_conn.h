@@ -42,7 +42,36 @@
 
 namespace pgmux::proxy {
 
-class Proxy;
+class ClientConn;
+
+// What a ClientConn needs of the process it runs in, besides what its Login
+// needs: the loop and buffers, TLS, cancel keys, the login lists the
+// janitor watches, and being freed. The Proxy implements it.
+class ClientHost : public LoginHost {
+ public:
+  virtual uv_loop_t* loop() = 0;
+  virtual BlockPool& blocks() = 0;
+  // Scratch space for messages pgmux generates; valid until the next use.
+  virtual protocol::Bytes& scratch() = 0;
+  // TLS towards clients. REQUIRES: client_tls_available().
+  virtual const TlsContext& client_tls_context() const = 0;
+  // A random cancel key for `client` (never the server's).
+  virtual void register_cancel_key(ClientConn* client) = 0;
+  // A client's CancelRequest: cancels whatever the client with that key runs.
+  virtual void forward_cancel(int32_t pid, int32_t secret) = 0;
+  // Clients logging in (client_login_timeout), those without a complete
+  // startup packet yet (the startup deadline), and those waiting out
+  // auth_failure_delay; the janitor checks their heads.
+  virtual IntrusiveList<ClientConn, LoginLink>& logging_in() = 0;
+  virtual IntrusiveList<ClientConn, StartupLink>& starting() = 0;
+  virtual IntrusiveList<ClientConn, LoginLink>& auth_failed() = 0;
+  virtual uint64_t count_auth_failure() = 0;
+  // The client's handle has closed: the host frees it.
+  virtual void on_client_freed(ClientConn* client) = 0;
+
+ protected:
+  ~ClientHost() = default;
+};
 class Pool;
 class ServerConn;
 
@@ -63,7 +92,7 @@ class ClientConn final : public PooledClient,
     kClosing,
   };
 
-  ClientConn(Proxy& proxy, uint64_t id, uint32_t slot);
+  ClientConn(ClientHost& host, uint64_t id, uint32_t slot);
   ClientConn(const ClientConn&) = delete;
   ClientConn& operator=(const ClientConn&) = delete;
 
@@ -134,7 +163,7 @@ class ClientConn final : public PooledClient,
   void authentication_failed(LoginFault fault);
   void finish_login();
 
-  Proxy& proxy_;
+  ClientHost& host_;
   uint64_t id_;
   uint32_t slot_;
   std::string tag_;

@@ -10,7 +10,6 @@
 #include "protocol/messages.h"
 #include "proxy/client_conn.h"
 #include "proxy/pool.h"
-#include "proxy/proxy.h"
 
 namespace pgmux::proxy {
 namespace fe = protocol::fe;
@@ -25,7 +24,7 @@ bool ClientConn::answer_without_server() {
   // clients of the same thread hold (pgbench -M prepared does this).
   Buffer& in = stream_.input();
   const protocol::ByteView bytes = in.unparsed();
-  const uint32_t max_size = proxy_.config().max_message_size;
+  const uint32_t max_size = host_.config().max_message_size;
   constexpr int kMaxMessages = 16;
   std::array<std::string_view, kMaxMessages> names{};
   int count = 0;
@@ -59,7 +58,7 @@ bool ClientConn::answer_without_server() {
     }
     offset += frame.size;
   }
-  protocol::Bytes& out = proxy_.scratch();
+  protocol::Bytes& out = host_.scratch();
   out.clear();
   for (size_t offset = 0; offset < end;) {
     const protocol::ByteView rest = bytes.subspan(offset);

@@ -36,7 +36,7 @@ namespace pgmux::proxy {
 
 class CancelConn;
 
-class Proxy final : public PoolHost, public LoginHost, private ProbeEvents {
+class Proxy final : public PoolHost, public ClientHost, private ProbeEvents {
  public:
   // REQUIRES: `config` passed config::validate. The loop must outlive the Proxy.
   Proxy(config::Config config, uv_loop_t* loop);
@@ -56,11 +56,11 @@ class Proxy final : public PoolHost, public LoginHost, private ProbeEvents {
   void request_stop();
 
   // ---- For connections ----
-  uv_loop_t* loop() { return loop_; }
+  uv_loop_t* loop() override { return loop_; }
   const config::Config& config() const override { return config_; }
-  BlockPool& blocks() { return blocks_; }
+  BlockPool& blocks() override { return blocks_; }
   // Scratch space for messages pgmux generates; valid until the next use.
-  protocol::Bytes& scratch() { return scratch_; }
+  protocol::Bytes& scratch() override { return scratch_; }
   // What a client's batch becomes when pgmux rewrites part of it.
   protocol::Bytes& assembly() { return assembly_; }
   TimeMs now() const override { return uv_now(loop_); }
@@ -73,15 +73,16 @@ class Proxy final : public PoolHost, public LoginHost, private ProbeEvents {
   // after server_connect_timeout).
   void open_server(Pool& pool) override;
   void probe(Pool& pool) override;
-  IntrusiveList<ClientConn, LoginLink>& logging_in() { return logging_in_; }
+  IntrusiveList<ClientConn, LoginLink>& logging_in() override { return logging_in_; }
   // Clients that have not sent a complete startup packet yet (in accept
   // order, so only the head can be late for the startup deadline).
-  IntrusiveList<ClientConn, StartupLink>& starting() { return starting_; }
+  IntrusiveList<ClientConn, StartupLink>& starting() override { return starting_; }
   // Clients whose password was wrong, waiting out auth_failure_delay.
-  IntrusiveList<ClientConn, LoginLink>& auth_failed() { return auth_failed_; }
-  uint64_t count_auth_failure() { return ++auth_failures_; }
+  IntrusiveList<ClientConn, LoginLink>& auth_failed() override { return auth_failed_; }
+  uint64_t count_auth_failure() override { return ++auth_failures_; }
   // TLS towards clients, or nullptr when client_tls is disable.
   const TlsContext* client_tls() const { return client_tls_.get(); }
+  const TlsContext& client_tls_context() const override { return *client_tls_; }
   // LoginHost
   bool client_tls_available() const override { return client_tls_ != nullptr; }
   std::string_view client_tls_end_point() const override {
@@ -94,8 +95,8 @@ class Proxy final : public PoolHost, public LoginHost, private ProbeEvents {
   // Secret seed for mock SCRAM exchanges with unknown users.
   const std::string& mock_seed() const override { return mock_seed_; }
   // Random cancel keys for clients; never the server's.
-  void register_cancel_key(ClientConn* client);
-  void forward_cancel(int32_t pid, int32_t secret);
+  void register_cancel_key(ClientConn* client) override;
+  void forward_cancel(int32_t pid, int32_t secret) override;
   // Sends a CancelRequest for the server key (pid, secret) to `address`,
   // over TLS when `tls` is not nullptr (`host` and `sni` as for
   // Stream::start_tls). Given up after server_connect_timeout.
@@ -106,7 +107,7 @@ class Proxy final : public PoolHost, public LoginHost, private ProbeEvents {
   // A connection's handle has closed (libuv's close callback): the Proxy
   // frees the object. It left its pool and its pairing when it started
   // closing.
-  void on_client_freed(ClientConn* client);
+  void on_client_freed(ClientConn* client) override;
   void on_server_freed(ServerConn* server);
   void on_cancel_freed(CancelConn* cancel);
 
