@@ -34,7 +34,7 @@ struct Cidr {
   std::string text;  // As written, for messages.
   // True if the IPv4 or IPv6 socket address lies in the range. An IPv4-mapped
   // IPv6 address (::ffff:a.b.c.d) matches IPv4 ranges.
-  bool contains(const sockaddr* address) const;
+  bool contains(const sockaddr* peer) const;
 };
 Result<Cidr> parse_cidr(std::string_view text);
 

@@ -13,6 +13,6 @@ namespace pgmux::protocol {
 // these markers in the message: MaxClientsInSessionMode, (EMAXCONNSESSION),
 // (EMAXCONN), "Max client connections reached", (ECHECKOUTTIMEOUT),
 // (ECIRCUITBREAKER).
-bool is_capacity_refusal(std::string_view sqlstate, std::string_view message);
+bool is_capacity_refusal(std::string_view code, std::string_view message);
 
 }  // namespace pgmux::protocol

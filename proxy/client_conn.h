@@ -122,16 +122,16 @@ class ClientConn final : public PooledClient,
   // Sends AuthenticationOk, the pool's ParameterStatus set, BackendKeyData
   // and ReadyForQuery.
   void welcome(const ParameterList& params) override;
-  // REQUIRES: `server` is a ServerConn.
-  void attach(PooledServer* server) override;
+  // REQUIRES: `pooled` is a ServerConn.
+  void attach(PooledServer* pooled) override;
   void on_server_released() override;
   // The current request gets an ERROR; the connection stays usable.
-  void fail_request(std::string_view sqlstate, std::string_view message,
+  void fail_request(std::string_view code, std::string_view message,
                     std::string_view hint) override;
   // FATAL, then the connection closes. During the TLS handshake there is no
   // channel to send it on: the connection closes without a word (the reason
   // is logged).
-  void fail(std::string_view sqlstate, std::string_view message,
+  void fail(std::string_view code, std::string_view message,
             std::string_view hint = {}) override;
 
   // ---- LinkClient (called by the Link with the attached server) ----

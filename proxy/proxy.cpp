@@ -29,7 +29,7 @@ constexpr uint64_t kStartupTimeoutMs = 5000;
 }  // namespace
 
 Proxy::Proxy(config::Config config, uv_loop_t* loop)
-    : config_(std::move(config)), loop_(loop), blocks_(16 * 1024), rng_(std::random_device{}()) {
+    : config_(std::move(config)), loop_(loop), blocks_(size_t{16} * 1024), rng_(std::random_device{}()) {
   for (const config::Database& database : config_.databases) {
     const std::string endpoint = database.upstream.endpoint();
     Upstream* upstream = nullptr;

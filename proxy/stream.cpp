@@ -169,7 +169,7 @@ void Stream::raw_write_owned(std::string bytes) {
     close();
     return;
   }
-  write.release();  // Freed in on_owned_written.
+  (void)write.release();  // Freed in on_owned_written.
 }
 
 void Stream::start_tls(const TlsContext& context, const std::string& host, bool sni) {
