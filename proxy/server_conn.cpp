@@ -5,20 +5,20 @@
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <array>
+#include <cassert>
 #include <cerrno>
 #include <cstring>
 
 #include "protocol/extended.h"
 #include "protocol/frame.h"
 #include "protocol/messages.h"
-#include "protocol/refusal.h"
 #include "protocol/sqlstate.h"
 #include "proxy/client_conn.h"
 #include "proxy/log.h"
 #include "proxy/pool.h"
 #include "proxy/proxy.h"
 #include "proxy/relay.h"
+#include "proxy/server_login.h"
 
 namespace pgmux::proxy {
 namespace sqlstate = protocol::sqlstate;
@@ -113,12 +113,14 @@ void ServerConn::on_connected(uv_connect_t* req, int status) {
     return;
   }
   self->stream_.start_reading();
-  if (self->pool_.asks_for_tls()) {
+  Pool& pool = self->pool_;
+  self->login_ = std::make_unique<ServerLogin>(pool.database().upstream, pool.name(),
+                                               pool.upstream_tls() != nullptr);
+  if (pool.asks_for_tls()) {
     // 55.2.10: ask for TLS first; the answer is one unencrypted byte.
-    self->asked_for_tls_ = true;
     self->state_ = State::kTlsNegotiating;
     protocol::Bytes request;
-    protocol::append_ssl_request(request);
+    self->login_->append_ssl_request(request);
     self->stream_.write_owned(request);
     return;
   }
@@ -132,37 +134,27 @@ void ServerConn::process_tls_answer() {
   if (bytes.empty()) return;
   const char answer = static_cast<char>(bytes[0]);
   in.consume(1);
-  const config::Upstream& up = pool_.database().upstream;
-  if (answer == 'S') {
-    if (!in.unparsed().empty()) {
-      // Bytes after 'S' and before the handshake were not encrypted: a
-      // man in the middle could have injected them (CVE-2021-23222).
-      login_failed(Error{std::string(sqlstate::kProtocolViolation),
-                         "the upstream sent unencrypted data after accepting TLS"},
-                   LoginFailure::kRejected);
+  protocol::Bytes out;
+  const ServerLoginOutcome outcome = login_->handle_tls_answer(answer, !in.unparsed().empty(), out);
+  switch (outcome.next) {
+    case ServerLoginNext::kStartTls: {
+      const config::Upstream& up = pool_.database().upstream;
+      state_ = State::kTlsHandshake;
+      stream_.start_tls(*pool_.upstream_tls(), up.host, up.sslsni);
       return;
     }
-    state_ = State::kTlsHandshake;
-    stream_.start_tls(*pool_.upstream_tls(), up.host, up.sslsni);
-    return;
-  }
-  if (answer == 'N') {
-    // allow asks only after a refused plaintext login and, as libpq, goes on
-    // in plaintext if the server says no (a refusal then is final).
-    if (up.sslmode == config::SslMode::kPrefer || up.sslmode == config::SslMode::kAllow) {
+    case ServerLoginNext::kContinue:  // 'N', and plaintext is fine: the StartupMessage.
       state_ = State::kLoggingIn;
-      send_startup();
+      stream_.write_owned(out);
       return;
-    }
-    login_failed(Error{std::string(sqlstate::kUnableToConnect),
-                       "the upstream does not accept TLS, but sslmode is " +
-                           std::string(config::to_string(up.sslmode))},
-                 LoginFailure::kRejected);
-    return;
+    case ServerLoginNext::kFailed:
+      login_failed(outcome.error, outcome.kind);
+      return;
+    case ServerLoginNext::kLoggedIn:
+    case ServerLoginNext::kRetryWithTls:
+      break;
   }
-  login_failed(Error{std::string(sqlstate::kProtocolViolation),
-                     "the upstream answered the TLS request with neither S nor N"},
-               LoginFailure::kRejected);
+  assert(false && "not an answer to an SSLRequest");
 }
 
 void ServerConn::on_tls_ready(Stream& /*stream*/) {
@@ -172,12 +164,8 @@ void ServerConn::on_tls_ready(Stream& /*stream*/) {
 }
 
 void ServerConn::send_startup() {
-  const config::Upstream& up = pool_.database().upstream;
-  std::vector<std::pair<std::string, std::string>> params = {{"user", up.user},
-                                                             {"database", up.dbname}};
-  if (!up.application_name.empty()) params.emplace_back("application_name", up.application_name);
   protocol::Bytes out;
-  protocol::append_startup_message(out, params);
+  login_->append_startup(out);
   stream_.write_owned(out);
 }
 
@@ -224,162 +212,49 @@ void ServerConn::process_login() {
 }
 
 bool ServerConn::handle_login_message(char type, protocol::ByteView message) {
-  const config::Upstream& up = pool_.database().upstream;
   protocol::Bytes out;
-  switch (type) {
-    case 'R': {
-      auto auth = protocol::parse_authentication(message);
-      if (!auth) {
-        login_failed(auth.error(), LoginFailure::kRejected);
-        return false;
-      }
-      const bool needs_password = auth->code != protocol::kAuthOk &&
-                                  auth->code != protocol::kAuthSaslFinal;
-      if (needs_password && up.password.empty()) {
-        login_failed(Error{std::string(sqlstate::kInvalidPassword),
-                           "the upstream asks user \"" + up.user +
-                               "\" for a password, but pgmux has none: put it in the url or "
-                               "password_file of database \"" + pool_.name() + "\""}, LoginFailure::kRejected);
-        return false;
-      }
-      switch (auth->code) {
-        case protocol::kAuthOk:
-          break;
-        case protocol::kAuthCleartextPassword:
-          protocol::append_password_message(out, up.password);
-          break;
-        case protocol::kAuthMd5Password: {
-          if (auth->data.size() != 4) {
-            login_failed(Error{std::string(sqlstate::kProtocolViolation), "bad MD5 salt"}, LoginFailure::kRejected);
-            return false;
-          }
-          std::array<uint8_t, 4> salt{};
-          std::memcpy(salt.data(), auth->data.data(), 4);
-          protocol::append_password_message(out,
-                                            protocol::md5_password_response(up.user, up.password, salt));
-          break;
-        }
-        case protocol::kAuthSasl: {
-          auto mechanisms = protocol::parse_sasl_mechanisms(auth->data);
-          bool scram = false;
-          if (mechanisms) {
-            for (std::string_view m : *mechanisms) scram = scram || m == "SCRAM-SHA-256";
-          }
-          if (!scram) {
-            login_failed(Error{std::string(sqlstate::kFeatureNotSupported),
-                               "the upstream offers no SASL mechanism pgmux supports "
-                               "(SCRAM-SHA-256 without channel binding)"}, LoginFailure::kRejected);
-            return false;
-          }
-          scram_ = std::make_unique<protocol::ScramClient>("", up.password);
-          protocol::append_sasl_initial_response(out, "SCRAM-SHA-256",
-                                                 scram_->client_first_message());
-          break;
-        }
-        case protocol::kAuthSaslContinue: {
-          if (!scram_) {
-            login_failed(Error{std::string(sqlstate::kProtocolViolation), "unexpected SASL message"}, LoginFailure::kRejected);
-            return false;
-          }
-          std::string_view server_first(reinterpret_cast<const char*>(auth->data.data()),
-                                        auth->data.size());
-          auto client_final = scram_->handle_server_first(server_first);
-          if (!client_final) {
-            login_failed(client_final.error(), LoginFailure::kRejected);
-            return false;
-          }
-          protocol::append_sasl_response(out, *client_final);
-          break;
-        }
-        case protocol::kAuthSaslFinal: {
-          std::string_view server_final(reinterpret_cast<const char*>(auth->data.data()),
-                                        auth->data.size());
-          auto verified = scram_ ? scram_->verify_server_final(server_final)
-                                 : protocol::Status(Error{std::string(sqlstate::kProtocolViolation),
-                                                          "unexpected SASL final message"});
-          if (!verified) {
-            login_failed(verified.error(), LoginFailure::kRejected);
-            return false;
-          }
-          scram_.reset();
-          break;
-        }
-        default:
-          login_failed(Error{std::string(sqlstate::kFeatureNotSupported),
-                             "the upstream asks for an authentication method pgmux does not "
-                             "support (code " + std::to_string(auth->code) + ")"}, LoginFailure::kRejected);
-          return false;
-      }
+  const ServerLoginOutcome outcome = login_->handle_message(type, message, out);
+  switch (outcome.next) {
+    case ServerLoginNext::kContinue:
       if (!out.empty()) stream_.write_owned(out);
       return true;
-    }
-    case 'S': {
-      auto status = protocol::parse_parameter_status(message);
-      if (status) {
-        bool found = false;
-        for (auto& [name, value] : params_) {
-          if (name == status->name) {
-            value = std::string(status->value);
-            found = true;
-          }
-        }
-        if (!found) params_.emplace_back(std::string(status->name), std::string(status->value));
-      }
-      return true;
-    }
-    case 'K': {
-      auto key = protocol::parse_backend_key_data(message);
-      if (key) {
-        backend_pid_ = key->pid;
-        backend_secret_ = key->secret;
-      }
-      return true;
-    }
-    case 'E': {
-      auto fields = protocol::parse_error_response(message);
-      if (!fields) {
-        login_failed(fields.error(), LoginFailure::kRejected);
-        return false;
-      }
-      const bool capacity = protocol::is_capacity_refusal(fields->sqlstate, fields->message);
-      if (!capacity && up.sslmode == config::SslMode::kAllow && !asked_for_tls_ &&
-          pool_.upstream_tls() != nullptr) {
-        // libpq's allow: a plaintext login the server refuses (pg_hba.conf
-        // with only hostssl for this user answers 28000 "... no encryption")
-        // is tried again with TLS. The pool remembers, so this server's
-        // replacement, which it opens at once as this one closes, and every
-        // later one ask for TLS first; waiting clients are not told.
-        spdlog::info(
-            "{}: the upstream refused a plaintext login ({} {}); trying TLS "
-            "(sslmode=allow)",
-            tag_, fields->sqlstate, fields->message);
-        pool_.on_plaintext_refused();
-        close("plaintext login refused under sslmode=allow");
-        return false;
-      }
-      login_failed(Error{std::string(fields->sqlstate), std::string(fields->message)},
-                   capacity ? LoginFailure::kNoCapacity : LoginFailure::kRejected);
+    case ServerLoginNext::kLoggedIn:
+      on_logged_in();
       return false;
-    }
-    case 'Z': {
-      state_ = State::kIdle;
-      const uint64_t now = proxy_.now();
-      idle_since_ = now;
-      // Spread recycling: each server lives 90-100 % of server_lifetime.
-      const uint64_t lifetime = static_cast<uint64_t>(proxy_.config().server_lifetime.count());
-      expires_at_ = now + lifetime - (lifetime > 10 ? proxy_.rng()() % (lifetime / 10) : 0);
-      spdlog::debug("{}: logged in (backend pid {})", tag_, backend_pid_);
-      pool_.on_server_ready(this);
+    case ServerLoginNext::kFailed:
+      login_failed(outcome.error, outcome.kind);
       return false;
-    }
-    case 'N':
-    case 'v':  // NegotiateProtocolVersion: we asked for 3.0 only.
-      return true;
-    default:
-      login_failed(Error{std::string(sqlstate::kProtocolViolation),
-                         std::string("unexpected message '") + type + "' from the server during login"}, LoginFailure::kRejected);
+    case ServerLoginNext::kRetryWithTls:
+      // The pool remembers, so this server's replacement, which it opens at
+      // once as this one closes, and every later one ask for TLS first;
+      // waiting clients are not told.
+      spdlog::info(
+          "{}: the upstream refused a plaintext login ({} {}); trying TLS "
+          "(sslmode=allow)",
+          tag_, outcome.error.sqlstate, outcome.error.message);
+      pool_.on_plaintext_refused();
+      close("plaintext login refused under sslmode=allow");
       return false;
+    case ServerLoginNext::kStartTls:
+      break;
   }
+  assert(false && "StartTls is only an answer to an SSLRequest");
+  return false;
+}
+
+void ServerConn::on_logged_in() {
+  state_ = State::kIdle;
+  params_ = login_->take_parameters();
+  backend_pid_ = login_->backend_pid();
+  backend_secret_ = login_->backend_secret();
+  login_.reset();
+  const uint64_t now = proxy_.now();
+  idle_since_ = now;
+  // Spread recycling: each server lives 90-100 % of server_lifetime.
+  const uint64_t lifetime = static_cast<uint64_t>(proxy_.config().server_lifetime.count());
+  expires_at_ = now + lifetime - (lifetime > 10 ? proxy_.rng()() % (lifetime / 10) : 0);
+  spdlog::debug("{}: logged in (backend pid {})", tag_, backend_pid_);
+  pool_.on_server_ready(this);
 }
 
 void ServerConn::login_failed(const Error& error, LoginFailure kind) {

@@ -5,10 +5,12 @@
 //        kIdle <-> kChecking (a Sync round trip before reuse after server_check_delay)
 //        any state -> kClosing (then freed by the Proxy in on_closed)
 //
-// Login: StartupMessage; answers cleartext, MD5 and SCRAM-SHA-256 requests;
-// records ParameterStatus and BackendKeyData; ReadyForQuery ends it. A login
-// ErrorResponse is classified: "no capacity right now" (53300, or Supabase's
-// Supavisor refusals sent as XX000) versus a real failure.
+// Login: a ServerLogin (proxy/server_login.h) decides what to send and what
+// each answer means (StartupMessage; cleartext, MD5 and SCRAM-SHA-256;
+// ParameterStatus and BackendKeyData; a login ErrorResponse classified as
+// "no capacity right now" versus a real failure); ServerConn frames the input,
+// writes, and tells the pool. ReadyForQuery ends it, and the ServerLogin is
+// freed.
 //
 // Active: messages from the server are forwarded to the attached client
 // whole slices at a time, deciding from headers only. The PendingQueue says
@@ -30,7 +32,6 @@
 #include <utility>
 #include <vector>
 
-#include "protocol/auth.h"
 #include "protocol/frame.h"
 #include "protocol/messages.h"
 #include "protocol/result.h"
@@ -46,6 +47,7 @@ namespace pgmux::proxy {
 class Proxy;
 class Pool;
 class ClientConn;
+class ServerLogin;
 
 class ServerConn final : public PooledServer, public LinkServer, private StreamEvents {
  public:
@@ -120,8 +122,10 @@ class ServerConn final : public PooledServer, public LinkServer, private StreamE
   void send_startup();
   void process_tls_answer();
   void process_login();
-  // Handles one whole login message; returns false if the server was closed.
+  // Handles one whole login message; returns false if the login is over
+  // (logged in, or the server was closed).
   bool handle_login_message(char type, protocol::ByteView message);
+  void on_logged_in();
   void login_failed(const protocol::Error& error, LoginFailure kind);
   void process_idle();
   void process_check();
@@ -136,7 +140,6 @@ class ServerConn final : public PooledServer, public LinkServer, private StreamE
   uv_connect_t connect_req_{};
   bool resolve_pending_ = false;
   bool stream_closed_ = false;
-  bool asked_for_tls_ = false;  // An SSLRequest went first (whatever the answer).
   sockaddr_storage peer_{};
 
   uint64_t opened_at_ = 0;
@@ -146,7 +149,8 @@ class ServerConn final : public PooledServer, public LinkServer, private StreamE
   int32_t backend_pid_ = 0;
   int32_t backend_secret_ = 0;
   std::vector<std::pair<std::string, std::string>> params_;
-  std::unique_ptr<protocol::ScramClient> scram_;
+  // From connect to ReadyForQuery.
+  std::unique_ptr<ServerLogin> login_;
 
   ServerStatements statements_;
   ParamOverrides overrides_;  // This server's session, relative to the pool's baseline.
