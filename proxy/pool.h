@@ -10,7 +10,9 @@
 //   waiting_  clients with a request and no server (FIFO, the wait queue)
 //   welcome_  clients whose login waits for the pool's first server login
 // Each connection records the list it is on (pool_list), and that record,
-// never the connection's own state, decides where it is unlinked from.
+// never the connection's own state, decides where it is unlinked from. A
+// logged-in server has no idle/checking/active state of its own: its list
+// is its state.
 //
 // A Pool depends on its PoolHost (clock, randomness, config, opening
 // servers and probes) and sees servers and clients through PooledServer and

@@ -36,7 +36,10 @@ namespace pgmux::proxy {
 
 class CancelConn;
 
-class Proxy final : public PoolHost, public ClientHost, private ProbeEvents {
+class Proxy final : public PoolHost,
+                    public ClientHost,
+                    public ServerHost,
+                    private ProbeEvents {
  public:
   // REQUIRES: `config` passed config::validate. The loop must outlive the Proxy.
   Proxy(config::Config config, uv_loop_t* loop);
@@ -62,7 +65,7 @@ class Proxy final : public PoolHost, public ClientHost, private ProbeEvents {
   // Scratch space for messages pgmux generates; valid until the next use.
   protocol::Bytes& scratch() override { return scratch_; }
   // What a client's batch becomes when pgmux rewrites part of it.
-  protocol::Bytes& assembly() { return assembly_; }
+  protocol::Bytes& assembly() override { return assembly_; }
   TimeMs now() const override { return uv_now(loop_); }
   std::mt19937_64& rng() override { return rng_; }
   uint64_t next_id() { return ++last_id_; }
@@ -108,7 +111,7 @@ class Proxy final : public PoolHost, public ClientHost, private ProbeEvents {
   // frees the object. It left its pool and its pairing when it started
   // closing.
   void on_client_freed(ClientConn* client) override;
-  void on_server_freed(ServerConn* server);
+  void on_server_freed(ServerConn* server) override;
   void on_cancel_freed(CancelConn* cancel);
 
  private:

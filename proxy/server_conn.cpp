@@ -16,7 +16,6 @@
 #include "proxy/client_conn.h"
 #include "proxy/log.h"
 #include "proxy/pool.h"
-#include "proxy/proxy.h"
 #include "proxy/relay.h"
 #include "proxy/server_login.h"
 
@@ -26,21 +25,21 @@ using protocol::Error;
 using protocol::FrameStatus;
 
 
-ServerConn::ServerConn(Proxy& proxy, Pool& pool, uint64_t id)
-    : proxy_(proxy),
+ServerConn::ServerConn(ServerHost& host, Pool& pool, uint64_t id)
+    : host_(host),
       pool_(pool),
       id_(id),
-      stream_(*this, proxy.blocks()),
-      statements_(pool.statements(), proxy.config().max_prepared_statements),
-      link_(*this, pool, proxy.config(), proxy.assembly()) {}
+      stream_(*this, host.blocks()),
+      statements_(pool.statements(), host.config().max_prepared_statements),
+      link_(*this, pool, host.config(), host.assembly()) {}
 
 ServerConn::~ServerConn() = default;
 
 void ServerConn::start() {
   const config::Upstream& up = pool_.database().upstream;
   tag_ = "S-" + std::to_string(id_) + " " + pool_.name() + "@" + up.endpoint();
-  opened_at_ = proxy_.now();
-  if (stream_.init(proxy_.loop()) != 0) {
+  opened_at_ = host_.now();
+  if (stream_.init(host_.loop()) != 0) {
     spdlog::critical("{}: cannot create a TCP handle", tag_);
     std::abort();
   }
@@ -56,7 +55,7 @@ void ServerConn::start() {
   hints.ai_socktype = SOCK_STREAM;
   resolve_req_.data = this;
   const std::string port = std::to_string(up.port);
-  int rc = uv_getaddrinfo(proxy_.loop(), &resolve_req_, &ServerConn::on_resolved, up.host.c_str(),
+  int rc = uv_getaddrinfo(host_.loop(), &resolve_req_, &ServerConn::on_resolved, up.host.c_str(),
                           port.c_str(), &hints);
   if (rc != 0) {
     login_failed(Error{std::string(sqlstate::kUnableToConnect),
@@ -72,7 +71,7 @@ void ServerConn::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* result
   self->resolve_pending_ = false;
   if (self->state_ == State::kClosing) {
     uv_freeaddrinfo(result);
-    if (self->stream_closed_) self->proxy_.on_server_freed(self);
+    if (self->stream_closed_) self->host_.on_server_freed(self);
     return;
   }
   if (status != 0 || result == nullptr) {
@@ -177,14 +176,21 @@ void ServerConn::on_readable(Stream& /*stream*/) {
     case State::kLoggingIn:
       process_login();
       break;
-    case State::kIdle:
-      process_idle();
-      break;
-    case State::kChecking:
-      process_check();
-      break;
-    case State::kActive:
-      link_.on_server_readable();
+    case State::kInPool:
+      // Where in the pool the server is, the Pool's list says.
+      switch (pool_list) {
+        case PoolList::kIdle:
+          process_idle();
+          break;
+        case PoolList::kChecking:
+          process_check();
+          break;
+        case PoolList::kActive:
+          link_.on_server_readable();
+          break;
+        default:
+          break;
+      }
       break;
     default:
       break;
@@ -193,7 +199,7 @@ void ServerConn::on_readable(Stream& /*stream*/) {
 
 void ServerConn::process_login() {
   Buffer& in = stream_.input();
-  const uint32_t max = proxy_.config().max_message_size;
+  const uint32_t max = host_.config().max_message_size;
   while (state_ == State::kLoggingIn) {
     protocol::ByteView bytes = in.unparsed();
     protocol::Frame frame = protocol::frame_message(bytes, max);
@@ -208,7 +214,7 @@ void ServerConn::process_login() {
     in.consume(frame.size);
     if (!handle_login_message(frame.type, message)) return;
   }
-  if (state_ == State::kIdle || state_ == State::kActive) on_readable(stream_);
+  if (state_ == State::kInPool) on_readable(stream_);
 }
 
 bool ServerConn::handle_login_message(char type, protocol::ByteView message) {
@@ -243,16 +249,16 @@ bool ServerConn::handle_login_message(char type, protocol::ByteView message) {
 }
 
 void ServerConn::on_logged_in() {
-  state_ = State::kIdle;
+  state_ = State::kInPool;
   params_ = login_->take_parameters();
   backend_pid_ = login_->backend_pid();
   backend_secret_ = login_->backend_secret();
   login_.reset();
-  const uint64_t now = proxy_.now();
+  const uint64_t now = host_.now();
   idle_since_ = now;
   // Spread recycling: each server lives 90-100 % of server_lifetime.
-  const uint64_t lifetime = static_cast<uint64_t>(proxy_.config().server_lifetime.count());
-  expires_at_ = now + lifetime - (lifetime > 10 ? proxy_.rng()() % (lifetime / 10) : 0);
+  const uint64_t lifetime = static_cast<uint64_t>(host_.config().server_lifetime.count());
+  expires_at_ = now + lifetime - (lifetime > 10 ? host_.rng()() % (lifetime / 10) : 0);
   spdlog::debug("{}: logged in (backend pid {})", tag_, backend_pid_);
   pool_.on_server_ready(this);
 }
@@ -268,9 +274,9 @@ void ServerConn::process_idle() {
   // NotificationResponse (55.2.7); nobody wants them. An ErrorResponse here
   // is FATAL (the backend is going away).
   Buffer& in = stream_.input();
-  while (state_ == State::kIdle) {
+  while (state_ == State::kInPool && pool_list == PoolList::kIdle) {
     protocol::ByteView bytes = in.unparsed();
-    protocol::Frame frame = protocol::frame_message(bytes, proxy_.config().max_message_size);
+    protocol::Frame frame = protocol::frame_message(bytes, host_.config().max_message_size);
     if (frame.status == FrameStatus::kInvalid ||
         (frame.status == FrameStatus::kComplete && frame.size > in.capacity())) {
       close("invalid message from an idle server");
@@ -302,8 +308,7 @@ bool ServerConn::seems_alive() {
 }
 
 void ServerConn::start_check() {
-  state_ = State::kChecking;
-  checking_since_ = proxy_.now();
+  checking_since_ = host_.now();
   scratch_.clear();
   protocol::append_sync(scratch_);
   stream_.write_owned(scratch_);
@@ -314,9 +319,9 @@ void ServerConn::process_check() {
   // may come first. Anything else (a FATAL: the backend is going away)
   // means the server is not fit for a client.
   Buffer& in = stream_.input();
-  while (state_ == State::kChecking) {
+  while (state_ == State::kInPool && pool_list == PoolList::kChecking) {
     protocol::ByteView bytes = in.unparsed();
-    protocol::Frame frame = protocol::frame_message(bytes, proxy_.config().max_message_size);
+    protocol::Frame frame = protocol::frame_message(bytes, host_.config().max_message_size);
     if (frame.status == FrameStatus::kInvalid ||
         (frame.status == FrameStatus::kComplete && frame.size > in.capacity())) {
       close("invalid answer to the idle check");
@@ -330,8 +335,7 @@ void ServerConn::process_check() {
         close("the idle check found the server inside a transaction");
         return;
       }
-      state_ = State::kIdle;
-      idle_since_ = proxy_.now();
+      idle_since_ = host_.now();
       spdlog::debug("{}: idle check passed", tag_);
       pool_.on_server_checked(this);
       return;
@@ -346,7 +350,6 @@ void ServerConn::process_check() {
 }
 
 void ServerConn::attach(PooledClient* client) {
-  state_ = State::kActive;
   link_.begin(*static_cast<ClientConn*>(client));  // Every pooled client is a ClientConn.
 }
 
@@ -356,8 +359,7 @@ PooledClient* ServerConn::pooled_client() const {
 
 void ServerConn::detach() {
   link_.end();
-  state_ = State::kIdle;
-  idle_since_ = proxy_.now();
+  idle_since_ = host_.now();
 }
 
 void ServerConn::on_lent_write_done(Stream& /*lender*/) {
@@ -368,8 +370,8 @@ void ServerConn::on_lent_write_done(Stream& /*lender*/) {
 void ServerConn::release() { pool_.release(this); }
 
 void ServerConn::on_eof(Stream& /*stream*/, int status) {
-  if (status == UV_EPROTO && !stream_.tls_error().empty() && state_ != State::kIdle &&
-      state_ != State::kActive) {
+  const bool serving = state_ == State::kInPool && pool_list != PoolList::kChecking;
+  if (status == UV_EPROTO && !stream_.tls_error().empty() && !serving) {
     login_failed(Error{std::string(sqlstate::kConnectionFailure),
                        "TLS with the upstream " + pool_.database().upstream.endpoint() +
                            " failed: " + stream_.tls_error()},
@@ -405,7 +407,7 @@ void ServerConn::on_closed(Stream& /*stream*/) {
   // this object is freed, or they would keep pointers to it.
   if (state_ != State::kClosing) close("writing to the server failed");
   stream_closed_ = true;
-  if (!resolve_pending_) proxy_.on_server_freed(this);
+  if (!resolve_pending_) host_.on_server_freed(this);
 }
 
 }  // namespace pgmux::proxy

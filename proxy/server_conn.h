@@ -1,9 +1,12 @@
 // One upstream server connection and its state machine:
 //
 //   kResolving -> kConnecting [-> kTlsNegotiating -> kTlsHandshake] -> kLoggingIn
-//     -> kIdle <-> kActive
-//        kIdle <-> kChecking (a Sync round trip before reuse after server_check_delay)
-//        any state -> kClosing (then freed by the Proxy in on_closed)
+//     -> kInPool -> kClosing (any state; then freed by the host in on_closed)
+//
+// In the pool, the Pool's list (pool_list) is the one truth about where the
+// server is: kIdle <-> kActive (lent to a client, its Link paired), and
+// kIdle <-> kChecking (a Sync round trip before reuse after
+// server_check_delay).
 //
 // Login: a ServerLogin (proxy/server_login.h) decides what to send and what
 // each answer means (StartupMessage; cleartext, MD5 and SCRAM-SHA-256;
@@ -12,22 +15,17 @@
 // writes, and tells the pool. ReadyForQuery ends it, and the ServerLogin is
 // freed.
 //
-// Active: messages from the server are forwarded to the attached client
-// whole slices at a time, deciding from headers only. The PendingQueue says
-// which request each response answers: responses to what pgmux sent on its
-// own (a Parse of a virtual statement, a Close to make room, the SET that
-// brings the session in line) are swallowed, and answers pgmux gives for the
-// server (ParseComplete, CloseComplete) are slotted in at their place.
-// ParameterStatus is recorded for the session tracking. ReadyForQuery is
-// inspected: when it says idle ('I'), every request the client sent has been
-// answered and nothing unsynced was sent, the server goes back to the pool as
-// soon as the bytes have reached the client's socket.
+// Active: the server's Link (proxy/link.h) relays between it and its client
+// and decides when it goes back to the pool; ServerConn hands it the
+// readable and write-done events and exposes its Stream, statements and
+// session settings (LinkServer).
 #pragma once
 
 #include <uv.h>
 
 #include <cstdint>
 #include <memory>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -44,10 +42,27 @@
 
 namespace pgmux::proxy {
 
-class Proxy;
 class Pool;
 class ClientConn;
+class ServerConn;
 class ServerLogin;
+
+// What a ServerConn needs of the process it runs in. The Proxy implements it.
+class ServerHost {
+ public:
+  virtual uv_loop_t* loop() = 0;
+  virtual BlockPool& blocks() = 0;
+  virtual const config::Config& config() const = 0;
+  virtual TimeMs now() const = 0;
+  virtual std::mt19937_64& rng() = 0;
+  // Scratch shared by every Link on the loop for assembling a batch.
+  virtual protocol::Bytes& assembly() = 0;
+  // The server's handle has closed: the host frees it.
+  virtual void on_server_freed(ServerConn* server) = 0;
+
+ protected:
+  ~ServerHost() = default;
+};
 
 class ServerConn final : public PooledServer, public LinkServer, private StreamEvents {
  public:
@@ -57,13 +72,11 @@ class ServerConn final : public PooledServer, public LinkServer, private StreamE
     kTlsNegotiating,  // SSLRequest sent; waiting for 'S' or 'N'.
     kTlsHandshake,
     kLoggingIn,
-    kIdle,
-    kChecking,  // A Sync was sent to prove the idle backend alive; its ReadyForQuery is due.
-    kActive,
+    kInPool,  // Logged in: idle, checking or active, as pool_list says.
     kClosing,
   };
 
-  ServerConn(Proxy& proxy, Pool& pool, uint64_t id);
+  ServerConn(ServerHost& host, Pool& pool, uint64_t id);
   ~ServerConn();
   ServerConn(const ServerConn&) = delete;
   ServerConn& operator=(const ServerConn&) = delete;
@@ -130,7 +143,7 @@ class ServerConn final : public PooledServer, public LinkServer, private StreamE
   void process_idle();
   void process_check();
 
-  Proxy& proxy_;
+  ServerHost& host_;
   Pool& pool_;
   uint64_t id_;
   std::string tag_;
