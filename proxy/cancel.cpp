@@ -5,24 +5,23 @@
 #include <cstdlib>
 
 #include "protocol/messages.h"
-#include "proxy/proxy.h"
 
 namespace pgmux::proxy {
 
-CancelConn::CancelConn(Proxy& proxy, uint64_t id, int32_t pid, int32_t secret,
+CancelConn::CancelConn(CancelHost& owner, uint64_t id, int32_t pid, int32_t secret,
                        const TlsContext* tls, std::string host, bool sni)
-    : proxy_(proxy),
+    : owner_(owner),
       id_(id),
       pid_(pid),
       secret_(secret),
       tls_(tls),
       host_(std::move(host)),
       sni_(sni),
-      stream_(*this, proxy.blocks()) {}
+      stream_(*this, owner.blocks()) {}
 
 void CancelConn::start(const sockaddr* address) {
-  started_at_ = proxy_.now();
-  if (stream_.init(proxy_.loop()) != 0) {
+  started_at_ = owner_.now();
+  if (stream_.init(owner_.loop()) != 0) {
     spdlog::critical("cannot create a TCP handle for a cancel request");
     std::abort();
   }
@@ -91,6 +90,6 @@ void CancelConn::on_eof(Stream& /*stream*/, int status) {
   stream_.close();
 }
 
-void CancelConn::on_closed(Stream& /*stream*/) { proxy_.on_cancel_freed(this); }
+void CancelConn::on_closed(Stream& /*stream*/) { owner_.on_cancel_freed(this); }
 
 }  // namespace pgmux::proxy

@@ -15,14 +15,27 @@
 
 namespace pgmux::proxy {
 
-class Proxy;
+class CancelConn;
 class TlsContext;
+
+// What a CancelConn needs of the process it runs in. The Proxy implements it.
+class CancelHost {
+ public:
+  virtual uv_loop_t* loop() = 0;
+  virtual BlockPool& blocks() = 0;
+  virtual uint64_t now() const = 0;
+  // The cancel's handle has closed: the host frees it.
+  virtual void on_cancel_freed(CancelConn* cancel) = 0;
+
+ protected:
+  ~CancelHost() = default;
+};
 
 class CancelConn final : public CancelLink, private StreamEvents {
  public:
   // `tls` may be nullptr (plaintext); `host` names the server for TLS, and
   // `sni` says whether it is sent as SNI (the URL's sslsni).
-  CancelConn(Proxy& proxy, uint64_t id, int32_t pid, int32_t secret, const TlsContext* tls,
+  CancelConn(CancelHost& owner, uint64_t id, int32_t pid, int32_t secret, const TlsContext* tls,
              std::string host, bool sni);
   CancelConn(const CancelConn&) = delete;
   CancelConn& operator=(const CancelConn&) = delete;
@@ -47,7 +60,7 @@ class CancelConn final : public CancelLink, private StreamEvents {
   void on_closed(Stream& stream) override;
   void on_tls_ready(Stream& stream) override;
 
-  Proxy& proxy_;
+  CancelHost& owner_;
   uint64_t id_;
   int32_t pid_;
   int32_t secret_;

@@ -22,6 +22,7 @@
 #include "protocol/result.h"
 #include "protocol/scram_server.h"
 #include "proxy/buffer.h"
+#include "proxy/cancel.h"
 #include "proxy/client_conn.h"
 #include "proxy/list.h"
 #include "proxy/login.h"
@@ -34,11 +35,11 @@
 
 namespace pgmux::proxy {
 
-class CancelConn;
 
 class Proxy final : public PoolHost,
                     public ClientHost,
                     public ServerHost,
+                    public CancelHost,
                     private ProbeEvents {
  public:
   // REQUIRES: `config` passed config::validate. The loop must outlive the Proxy.
@@ -112,7 +113,7 @@ class Proxy final : public PoolHost,
   // closing.
   void on_client_freed(ClientConn* client) override;
   void on_server_freed(ServerConn* server) override;
-  void on_cancel_freed(CancelConn* cancel);
+  void on_cancel_freed(CancelConn* cancel) override;
 
  private:
   static void on_connection(uv_stream_t* listener, int status);
