@@ -43,8 +43,8 @@ struct Upstream {
   std::string host = "127.0.0.1";  // Name or address; TCP only.
   uint16_t port = 5432;
   std::string user;
-  std::string password;  // Never logged.
-  std::string dbname;    // The database name on the upstream.
+  std::string password;          // Never logged.
+  std::string dbname;            // The database name on the upstream.
   std::string application_name;  // Sent in the upstream StartupMessage; default "pgmux".
   // TLS to the upstream, from the URL's sslmode, sslrootcert, sslcert,
   // sslkey and sslsni. Default prefer, as libpq.

@@ -256,9 +256,10 @@ TEST_CASE("TOML: non-ASCII text outside strings is refused before toml++ sees it
   REQUIRE_FALSE(r.ok());
   CHECK(contains(r.error().message, "a quote in the middle of a bare word"));
   // Quoted keys, dotted keys, arrays and inline tables still start strings.
-  r = parse_toml("allowed_cidrs = [\"127.0.0.1/32\",'10.0.0.0/8']\n[databases.\"app\"]\n"
-                 "url = \"postgresql://a@h/d\"\n[users.'b\xc3\xbc']\npassword=\"p\"\n",
-                 "p.toml", Config{});
+  r = parse_toml(
+      "allowed_cidrs = [\"127.0.0.1/32\",'10.0.0.0/8']\n[databases.\"app\"]\n"
+      "url = \"postgresql://a@h/d\"\n[users.'b\xc3\xbc']\npassword=\"p\"\n",
+      "p.toml", Config{});
   CHECK(r.ok());
 
   // Inside strings and comments non-ASCII text is fine.

@@ -28,11 +28,11 @@ enum class KeyKind {
   kDuration,
   kLogLevel,
   kDatabaseUrl,
-  kPath,       // A file name, stored as given; empty means none.
-  kClientTls,  // disable | allow | require
-  kAuthType,   // trust | scram-sha-256 | md5 | password
+  kPath,            // A file name, stored as given; empty means none.
+  kClientTls,       // disable | allow | require
+  kAuthType,        // trust | scram-sha-256 | md5 | password
   kSessionPinning,  // pin | refuse
-  kCidrList,   // TOML: an array of strings; environment: comma-separated.
+  kCidrList,        // TOML: an array of strings; environment: comma-separated.
 };
 
 struct KeySpec {

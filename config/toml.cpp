@@ -307,8 +307,9 @@ Status check_toml_characters(std::string_view text, std::string_view origin) {
         if (c == '#') {
           state = State::kComment;
         } else if ((c == '"' || c == '\'') && !opens_value(prev)) {
-          return refuse(i, "a quote in the middle of a bare word; a TOML string starts after "
-                           "'=', '[', '{', ',', '.' or a space");
+          return refuse(i,
+                        "a quote in the middle of a bare word; a TOML string starts after "
+                        "'=', '[', '{', ',', '.' or a space");
         } else if (c == '"' || c == '\'') {
           const bool multi = at(i + 1) == c && at(i + 2) == c;
           if (multi) i += 2;

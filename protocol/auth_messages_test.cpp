@@ -62,14 +62,23 @@ TEST_CASE("client password messages round-trip through the inspectors") {
 }
 
 TEST_CASE("malformed client password messages are 08P01") {
-  Bytes no_nul = std::string("p\0\0\0\x07" "abc", 8);
+  Bytes no_nul = std::string(
+      "p\0\0\0\x07"
+      "abc",
+      8);
   auto password = parse_password_message(view(no_nul));
   REQUIRE_FALSE(password.ok());
   CHECK(password.error().sqlstate == "08P01");
 
-  Bytes bad_length = std::string("p\0\0\0\x14SCRAM-SHA-256\0\0\0\0\x09" "ab", 26);
+  Bytes bad_length = std::string(
+      "p\0\0\0\x14SCRAM-SHA-256\0\0\0\0\x09"
+      "ab",
+      26);
   CHECK_FALSE(parse_sasl_initial_response(view(bad_length)).ok());
-  Bytes wrong_type = std::string("Q\0\0\0\x05" "a", 6);
+  Bytes wrong_type = std::string(
+      "Q\0\0\0\x05"
+      "a",
+      6);
   CHECK_FALSE(parse_sasl_response(view(wrong_type)).ok());
 }
 

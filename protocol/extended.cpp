@@ -29,7 +29,6 @@ void append_target(Bytes& out, char type, char kind, std::string_view name) {
 
 // ---- Reading ----------------------------------------------------------------
 
-
 // Finds the NUL ending a string that starts at `from`, looking no further
 // than `limit`. Returns `limit` when there is none.
 size_t find_nul(ByteView bytes, size_t from, size_t limit) {

@@ -15,14 +15,14 @@
 namespace pgmux::protocol {
 
 struct ParseMessage {
-  std::string_view name;   // Empty: the unnamed statement.
+  std::string_view name;  // Empty: the unnamed statement.
   std::string_view query;
   uint16_t param_count = 0;
-  ByteView param_types;    // param_count * 4 bytes of OIDs, as sent.
+  ByteView param_types;  // param_count * 4 bytes of OIDs, as sent.
 };
 Result<ParseMessage> parse_parse(ByteView message);  // 'P'
-void append_parse(Bytes& out, std::string_view name, std::string_view query,
-                  uint16_t param_count, ByteView param_types);
+void append_parse(Bytes& out, std::string_view name, std::string_view query, uint16_t param_count,
+                  ByteView param_types);
 
 // The start of a Bind ('B'): enough to rename its statement without
 // touching the parameters, which may be huge.

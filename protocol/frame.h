@@ -29,7 +29,9 @@ struct Frame {
   uint32_t size = 0;  // Total bytes of the message including the header. Valid when kComplete.
 
   // True when `buf` (starting at this message) holds the whole message.
-  bool whole_in(ByteView buf) const { return status == FrameStatus::kComplete && buf.size() >= size; }
+  bool whole_in(ByteView buf) const {
+    return status == FrameStatus::kComplete && buf.size() >= size;
+  }
 };
 
 inline constexpr size_t kMessageHeaderSize = 5;
@@ -50,8 +52,6 @@ Frame frame_message(ByteView buf, uint32_t max_size);
 inline uint32_t read_u32(const uint8_t* p) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
 }
-inline uint16_t read_u16(const uint8_t* p) {
-  return static_cast<uint16_t>((p[0] << 8) | p[1]);
-}
+inline uint16_t read_u16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
 
 }  // namespace pgmux::protocol

@@ -40,7 +40,6 @@ void append_fields(Bytes& out, char type, std::string_view severity, std::string
 
 // ---- Reading ----------------------------------------------------------------
 
-
 // A cursor over the body of one message. Every read checks the bounds.
 class Reader {
  public:

@@ -341,9 +341,8 @@ TEST_CASE("DataRow: values, NULL, empty; malformed counts and lengths") {
   CHECK(parse_data_row(view(none))->empty());
 
   // One column that claims 9 bytes but has 2.
-  check_protocol_violation(parse_data_row(view(raw({'D', 0, 0, 0, 12, 0, 1, 0, 0, 0, 9, 'a', 'b'})))
-                               .error(),
-                           "longer");
+  check_protocol_violation(
+      parse_data_row(view(raw({'D', 0, 0, 0, 12, 0, 1, 0, 0, 0, 9, 'a', 'b'}))).error(), "longer");
   // Two columns announced, one present.
   check_protocol_violation(
       parse_data_row(view(raw({'D', 0, 0, 0, 11, 0, 2, 0, 0, 0, 1, 'a'}))).error(), "missing");

@@ -8,7 +8,8 @@ namespace {
 TEST_CASE("capacity refusals: PostgreSQL's and every Supavisor variant") {
   CHECK(is_capacity_refusal("53300", "sorry, too many clients already"));
   CHECK(is_capacity_refusal(
-      "53300", "remaining connection slots are reserved for non-replication superuser connections"));
+      "53300",
+      "remaining connection slots are reserved for non-replication superuser connections"));
   CHECK(is_capacity_refusal("57P03", "the database system is starting up"));
   CHECK(is_capacity_refusal(
       "XX000",
@@ -18,8 +19,9 @@ TEST_CASE("capacity refusals: PostgreSQL's and every Supavisor variant") {
                             "(EMAXCONNSESSION) max clients reached in session mode - max clients "
                             "are limited to pool_size: 15"));
   CHECK(is_capacity_refusal("XX000", "(EMAXCONN) max client connections reached, limit: 200"));
-  CHECK(is_capacity_refusal("XX000", "(ECHECKOUTTIMEOUT) unable to check out connection from the "
-                                     "pool after 5000ms in Transaction mode"));
+  CHECK(is_capacity_refusal("XX000",
+                            "(ECHECKOUTTIMEOUT) unable to check out connection from the "
+                            "pool after 5000ms in Transaction mode"));
 }
 
 TEST_CASE("real rejections are not capacity refusals") {

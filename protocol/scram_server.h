@@ -36,9 +36,9 @@ ScramSecret mock_scram_secret(std::string_view user, std::string_view seed);
 struct Credential {
   enum class Kind { kPlain, kMd5, kScram };
   Kind kind = Kind::kPlain;
-  std::string plain;   // kPlain
-  std::string md5;     // kMd5: "md5..." (35 characters)
-  ScramSecret scram;   // kScram
+  std::string plain;  // kPlain
+  std::string md5;    // kMd5: "md5..." (35 characters)
+  ScramSecret scram;  // kScram
 };
 // Recognises the three forms; anything else is a plain password.
 Credential parse_credential(std::string_view stored);

@@ -11,28 +11,28 @@
 namespace pgmux::protocol {
 
 enum class SqlKind {
-  kSet,             // SET [SESSION] name {=|TO} value   (name, value)
-  kSetDefault,      // SET [SESSION] name {=|TO} DEFAULT (name)
-  kReset,           // RESET name                        (name)
-  kResetAll,        // RESET ALL
-  kSetUntrackable,  // SET ... that cannot be tracked: SET SESSION AUTHORIZATION,
-                    // SET ROLE, SET name FROM CURRENT (SET TRANSACTION and SET
-                    // CONSTRAINTS end with the transaction: not reported)
-  kPrepare,         // PREPARE name [(types)] AS body    (name, body)
-  kExecute,         // EXECUTE name [(args)]             (name)
-  kDeallocate,      // DEALLOCATE [PREPARE] name         (name)
-  kDeallocateAll,   // DEALLOCATE [PREPARE] ALL
-  kDiscardAll,      // DISCARD ALL
-  kDiscardOther,    // DISCARD PLANS | SEQUENCES | TEMP | TEMPORARY
-  kListen,          // LISTEN channel
-  kUnlisten,        // UNLISTEN ...
-  kAdvisoryLock,    // a call of pg_advisory_lock / pg_advisory_lock_shared /
-                    // pg_try_advisory_lock(_shared) (session level; the
-                    // _xact_ variants are not reported)
-  kCreateTemp,      // CREATE [GLOBAL|LOCAL] {TEMP|TEMPORARY} TABLE|VIEW|SEQUENCE
-                    // without ON COMMIT DROP
-  kDeclareWithHold, // DECLARE ... WITH HOLD ...
-  kLoad,            // LOAD 'library'
+  kSet,              // SET [SESSION] name {=|TO} value   (name, value)
+  kSetDefault,       // SET [SESSION] name {=|TO} DEFAULT (name)
+  kReset,            // RESET name                        (name)
+  kResetAll,         // RESET ALL
+  kSetUntrackable,   // SET ... that cannot be tracked: SET SESSION AUTHORIZATION,
+                     // SET ROLE, SET name FROM CURRENT (SET TRANSACTION and SET
+                     // CONSTRAINTS end with the transaction: not reported)
+  kPrepare,          // PREPARE name [(types)] AS body    (name, body)
+  kExecute,          // EXECUTE name [(args)]             (name)
+  kDeallocate,       // DEALLOCATE [PREPARE] name         (name)
+  kDeallocateAll,    // DEALLOCATE [PREPARE] ALL
+  kDiscardAll,       // DISCARD ALL
+  kDiscardOther,     // DISCARD PLANS | SEQUENCES | TEMP | TEMPORARY
+  kListen,           // LISTEN channel
+  kUnlisten,         // UNLISTEN ...
+  kAdvisoryLock,     // a call of pg_advisory_lock / pg_advisory_lock_shared /
+                     // pg_try_advisory_lock(_shared) (session level; the
+                     // _xact_ variants are not reported)
+  kCreateTemp,       // CREATE [GLOBAL|LOCAL] {TEMP|TEMPORARY} TABLE|VIEW|SEQUENCE
+                     // without ON COMMIT DROP
+  kDeclareWithHold,  // DECLARE ... WITH HOLD ...
+  kLoad,             // LOAD 'library'
 };
 
 struct SqlStatement {

@@ -101,7 +101,7 @@ TEST_CASE("trim frees only blocks that stayed cached through a whole period") {
   for (int i = 0; i < 10; ++i) taken.push_back(pool.take());
   for (uint8_t* block : taken) pool.give_back(block);
   CHECK(pool.cached() == 10);
-  CHECK(pool.trim(2) == 0);  // They were in use during this period.
+  CHECK(pool.trim(2) == 0);     // They were in use during this period.
   uint8_t* busy = pool.take();  // One is in use again: 9 stayed cached.
   CHECK(pool.trim(2) == 7);     // 9 idle, keep 2.
   CHECK(pool.cached() == 2);

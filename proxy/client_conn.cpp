@@ -145,8 +145,9 @@ void ClientConn::welcome(const ParameterList& params) {
   protocol::Bytes out;
   protocol::append_authentication_ok(out);
   for (const auto& [name, value] : params) {
-    const ParamValue* mine = overrides_.empty() ? nullptr : overrides_.find(
-        normalise_param_name(name).value_or(std::string()));
+    const ParamValue* mine =
+        overrides_.empty() ? nullptr
+                           : overrides_.find(normalise_param_name(name).value_or(std::string()));
     protocol::append_parameter_status(out, name, mine != nullptr ? mine->value : value);
   }
   protocol::append_backend_key_data(out, cancel_pid_, cancel_secret_);
@@ -280,11 +281,12 @@ void ClientConn::on_eof(Stream& /*stream*/, int status) {
   // request or a transaction is worth an info line (its server may have to
   // go), leaving between them is not.
   const bool mid_request = state_ == State::kActive || state_ == State::kWaitingForServer;
-  const char* how = status == UV_EOF ? "the client closed the connection"
-                                     : "the client's connection failed: ";
+  const char* how =
+      status == UV_EOF ? "the client closed the connection" : "the client's connection failed: ";
   if (mid_request) {
-    spdlog::info("{}: closing: {}{} {}", tag_, how, status == UV_EOF ? "" : uv_strerror(status),
-                 state_ == State::kActive ? "while it held a server" : "while it waited for a server");
+    spdlog::info(
+        "{}: closing: {}{} {}", tag_, how, status == UV_EOF ? "" : uv_strerror(status),
+        state_ == State::kActive ? "while it held a server" : "while it waited for a server");
   } else {
     spdlog::debug("{}: closing: {}{}", tag_, how, status == UV_EOF ? "" : uv_strerror(status));
   }
@@ -335,4 +337,3 @@ void ClientConn::on_closed(Stream& /*stream*/) {
 }
 
 }  // namespace pgmux::proxy
-

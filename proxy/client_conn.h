@@ -131,8 +131,7 @@ class ClientConn final : public PooledClient,
   // FATAL, then the connection closes. During the TLS handshake there is no
   // channel to send it on: the connection closes without a word (the reason
   // is logged).
-  void fail(std::string_view code, std::string_view message,
-            std::string_view hint = {}) override;
+  void fail(std::string_view code, std::string_view message, std::string_view hint = {}) override;
 
   // ---- LinkClient (called by the Link with the attached server) ----
   void on_server_lost() override;
@@ -174,8 +173,8 @@ class ClientConn final : public PooledClient,
   int32_t cancel_pid_ = 0;
   int32_t cancel_secret_ = 0;
 
-  uint64_t discard_left_ = 0;  // Bytes of a message being discarded.
-  bool discarding_ = false;    // Skipping the rest of a failed request.
+  uint64_t discard_left_ = 0;          // Bytes of a message being discarded.
+  bool discarding_ = false;            // Skipping the rest of a failed request.
   bool discard_ends_request_ = false;  // The message being discarded is a Query/Sync.
 
   // What only a client that is logging in needs, freed at the welcome so

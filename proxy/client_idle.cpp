@@ -66,8 +66,8 @@ bool ClientConn::answer_without_server() {
     const protocol::ByteView message = rest.first(frame.size);
     if (frame.type == fe::kParse) {
       auto parse = protocol::parse_parse(message);
-      statements(true)->add(parse->name, pool_->statements().acquire(parse->query, parse->param_count,
-                                                                 parse->param_types));
+      statements(true)->add(parse->name, pool_->statements().acquire(
+                                             parse->query, parse->param_count, parse->param_types));
       protocol::append_parse_complete(out);
     } else if (frame.type == fe::kClose) {
       auto target = protocol::parse_close(message);

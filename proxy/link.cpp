@@ -18,8 +18,7 @@ namespace fe = protocol::fe;
 namespace be = protocol::be;
 using protocol::FrameStatus;
 
-Link::Link(LinkServer& server, Pool& pool, const config::Config& config,
-           protocol::Bytes& assembly)
+Link::Link(LinkServer& server, Pool& pool, const config::Config& config, protocol::Bytes& assembly)
     : server_(server), pool_(pool), config_(config), assembly_(assembly) {}
 
 Link::~Link() {
@@ -58,8 +57,8 @@ void Link::on_client_departed() {
   if (!active()) return;
   // A pinned client's server holds its session state: never reused.
   Stream& stream = server_.stream();
-  const bool reusable = !pinned_ && clean() && server_left_ == 0 && !stream.lending() &&
-                        !stream.lent_write_pending();
+  const bool reusable =
+      !pinned_ && clean() && server_left_ == 0 && !stream.lending() && !stream.lent_write_pending();
   end();
   if (reusable) {
     server_.release();
@@ -217,25 +216,25 @@ void Link::on_server_readable() {
     if (!drain_to_client()) return;
     answer_fakes();
   }
-  mark_messages(stream.input(), server_left_, config_.max_message_size,
-                [this](const protocol::Frame& frame, protocol::ByteView bytes) {
-                  if (frame.status == FrameStatus::kInvalid) {
-                    server_.close("invalid message from the server");
-                    return Step::kStop;
-                  }
-                  // The common case: a row or a non-final answer to a request
-                  // whose answers are forwarded; decided by two compares.
-                  const char type = frame.type;
-                  if (!pending_.empty() && pending_.front().reply == Reply::kForward &&
-                      (type == be::kDataRow ||
-                       (type != be::kParameterStatus && type != be::kReadyForQuery &&
-                        type != be::kErrorResponse && type != be::kCopyInResponse &&
-                        type != be::kCopyBothResponse &&
-                        !completes(pending_.front().request, type)))) {
-                    return Step::kForward;
-                  }
-                  return on_response(frame, bytes);
-                });
+  mark_messages(
+      stream.input(), server_left_, config_.max_message_size,
+      [this](const protocol::Frame& frame, protocol::ByteView bytes) {
+        if (frame.status == FrameStatus::kInvalid) {
+          server_.close("invalid message from the server");
+          return Step::kStop;
+        }
+        // The common case: a row or a non-final answer to a request
+        // whose answers are forwarded; decided by two compares.
+        const char type = frame.type;
+        if (!pending_.empty() && pending_.front().reply == Reply::kForward &&
+            (type == be::kDataRow ||
+             (type != be::kParameterStatus && type != be::kReadyForQuery &&
+              type != be::kErrorResponse && type != be::kCopyInResponse &&
+              type != be::kCopyBothResponse && !completes(pending_.front().request, type)))) {
+          return Step::kForward;
+        }
+        return on_response(frame, bytes);
+      });
   if (epoch_ != epoch) return;
   flush_to_client();
   if (epoch_ != epoch) return;

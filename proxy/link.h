@@ -54,8 +54,7 @@ class LinkClient {
   // Session parameters this client differs from a fresh server by.
   virtual ParamOverrides& overrides() = 0;
   // FATAL, then the connection closes (the Link ends on the way).
-  virtual void fail(std::string_view sqlstate, std::string_view message,
-                    std::string_view hint) = 0;
+  virtual void fail(std::string_view sqlstate, std::string_view message, std::string_view hint) = 0;
   // Closes at once (Terminate); the Link ends on the way.
   virtual void close(std::string_view reason) = 0;
   // The server went away mid-pairing (the Link has ended).
@@ -214,7 +213,7 @@ class Link {
   uint64_t server_left_ = 0;  // Bytes of a server message being streamed to the client.
   uint32_t outstanding_ = 0;  // Query/Sync/FunctionCall sent, ReadyForQuery not yet seen.
   bool unsynced_ = false;     // A message that needs a later Sync was sent.
-  char tx_status_ = protocol::tx::kIdle;      // From the last ReadyForQuery.
+  char tx_status_ = protocol::tx::kIdle;  // From the last ReadyForQuery.
   bool release_after_flush_ = false;
   // Copy-in mode (CopyInResponse seen; the client's CopyDone or CopyFail,
   // or an error, not yet): the server ignores Sync and Flush.

@@ -240,8 +240,7 @@ Step Link::on_parse(const protocol::Frame& frame, protocol::ByteView bytes) {
     note_client_message(fe::kParse);
     return Step::kHandled;
   }
-  Statement* statement =
-      pool_.statements().acquire(query, parse->param_count, parse->param_types);
+  Statement* statement = pool_.statements().acquire(query, parse->param_count, parse->param_types);
   names.add(parse->name, statement);
   in.consume(frame.size);
   if (server_.statements().touch(statement)) {
@@ -250,7 +249,8 @@ Step Link::on_parse(const protocol::Frame& frame, protocol::ByteView bytes) {
     return Step::kHandled;
   }
   Statement* evicted = server_.statements().insert(statement);
-  if (evicted != nullptr) protocol::append_close(out, protocol::target::kStatement, evicted->server_name);
+  if (evicted != nullptr)
+    protocol::append_close(out, protocol::target::kStatement, evicted->server_name);
   protocol::append_parse(out, statement->server_name, statement->query, statement->param_count,
                          parse->param_types);
   if (evicted != nullptr) expect(Pending::own_close(evicted));
@@ -273,11 +273,11 @@ void Link::prepare_on_server(Statement* statement) {
   if (server_.statements().touch(statement)) return;
   protocol::Bytes& out = assembly();
   Statement* evicted = server_.statements().insert(statement);
-  if (evicted != nullptr) protocol::append_close(out, protocol::target::kStatement, evicted->server_name);
-  protocol::append_parse(
-      out, statement->server_name, statement->query, statement->param_count,
-      {reinterpret_cast<const uint8_t*>(statement->param_types.data()),
-       statement->param_types.size()});
+  if (evicted != nullptr)
+    protocol::append_close(out, protocol::target::kStatement, evicted->server_name);
+  protocol::append_parse(out, statement->server_name, statement->query, statement->param_count,
+                         {reinterpret_cast<const uint8_t*>(statement->param_types.data()),
+                          statement->param_types.size()});
   if (evicted != nullptr) expect(Pending::own_close(evicted));
   expect(Pending::own_parse(statement));
 }
@@ -332,15 +332,16 @@ Step Link::on_describe_or_close(const protocol::Frame& frame, protocol::ByteView
   }
   if (!frame.whole_in(bytes)) return Step::kStop;
   auto target = type == fe::kDescribe ? protocol::parse_describe(bytes.first(frame.size))
-                            : protocol::parse_close(bytes.first(frame.size));
+                                      : protocol::parse_close(bytes.first(frame.size));
   if (!target) {
     client_->fail(sqlstate::kProtocolViolation, target.error().message, {});
     return Step::kStop;
   }
   ClientStatements* names = client_->statements(false);
-  Statement* statement = target->kind != protocol::target::kStatement || target->name.empty() || names == nullptr
-                             ? nullptr
-                             : names->find(target->name);
+  Statement* statement =
+      target->kind != protocol::target::kStatement || target->name.empty() || names == nullptr
+          ? nullptr
+          : names->find(target->name);
   if (statement == nullptr) {
     note_client_message(type);
     return forward(frame, bytes);
@@ -362,19 +363,19 @@ Step Link::on_describe_or_close(const protocol::Frame& frame, protocol::ByteView
   return Step::kHandled;
 }
 
-Link::SqlAction Link::inspect_sql(std::string_view sql, bool named_parse,
-                                              Statement** statement, bool simple_query) {
+Link::SqlAction Link::inspect_sql(std::string_view sql, bool named_parse, Statement** statement,
+                                  bool simple_query) {
   size_t statements_in_sql = 0;
   const std::vector<protocol::SqlStatement> found = protocol::scan_sql(sql, &statements_in_sql);
   // A simple Query made only of SET and RESET, sent between transactions,
   // takes effect exactly when it succeeds; anything else may be undone by a
   // rollback (of a block, a savepoint, or the implicit transaction of a
   // multi-statement Query), so the server is asked afterwards.
-  bool exact = simple_query && found.size() == statements_in_sql &&
-               clean();
+  bool exact = simple_query && found.size() == statements_in_sql && clean();
   for (const protocol::SqlStatement& s : found) {
-    exact = exact && (s.kind == protocol::SqlKind::kSet || s.kind == protocol::SqlKind::kSetDefault ||
-                      s.kind == protocol::SqlKind::kReset || s.kind == protocol::SqlKind::kResetAll);
+    exact =
+        exact && (s.kind == protocol::SqlKind::kSet || s.kind == protocol::SqlKind::kSetDefault ||
+                  s.kind == protocol::SqlKind::kReset || s.kind == protocol::SqlKind::kResetAll);
   }
   bool needs_pin = false;
   for (const protocol::SqlStatement& s : found) {
@@ -433,9 +434,10 @@ Link::SqlAction Link::inspect_sql(std::string_view sql, bool named_parse,
     return SqlAction::kRefuse;
   }
   if (pool_.upstream().pinned() >= config.effective_max_pinned()) {
-    spdlog::warn("{}: refused a session-level statement: {} clients are pinned already "
-                 "(max_pinned_server_connections)",
-                 client_->tag(), pool_.upstream().pinned());
+    spdlog::warn(
+        "{}: refused a session-level statement: {} clients are pinned already "
+        "(max_pinned_server_connections)",
+        client_->tag(), pool_.upstream().pinned());
     return SqlAction::kRefuse;
   }
   pin();
@@ -446,9 +448,10 @@ void Link::pin() {
   if (pinned_) return;
   pinned_ = true;
   pool_.upstream().on_pinned();
-  spdlog::warn("{}: session-level statement in transaction mode: pinned to {} until it "
-               "disconnects or runs DISCARD ALL ({} pinned)",
-               client_->tag(), server_.tag(), pool_.upstream().pinned());
+  spdlog::warn(
+      "{}: session-level statement in transaction mode: pinned to {} until it "
+      "disconnects or runs DISCARD ALL ({} pinned)",
+      client_->tag(), server_.tag(), pool_.upstream().pinned());
 }
 
 void Link::unpin() {

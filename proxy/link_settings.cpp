@@ -80,7 +80,8 @@ void Link::read_back_settings() {
   untracked_reset_all_ = false;
   settings_unsure_ = false;
   if (sql.empty()) return;
-  spdlog::debug("{}: reading back {} setting(s) after the transaction", server_.tag(), names.size());
+  spdlog::debug("{}: reading back {} setting(s) after the transaction", server_.tag(),
+                names.size());
   scratch_.clear();
   protocol::append_query(scratch_, sql);
   server_.stream().write_owned(scratch_);

@@ -54,9 +54,7 @@ class IntrusiveList {
   }
 
  private:
-  static T* owner(ListNode* n) {
-    return static_cast<T*>(static_cast<Tag*>(n));
-  }
+  static T* owner(ListNode* n) { return static_cast<T*>(static_cast<Tag*>(n)); }
   void insert_before(ListNode* pos, T* item) {
     ListNode& n = *static_cast<Tag*>(item);
     assert(!n.linked());

@@ -1,7 +1,6 @@
 // pgmux: a PostgreSQL connection-multiplexing proxy (transaction pooling).
-#include <uv.h>
-
 #include <spdlog/spdlog.h>
+#include <uv.h>
 
 #include <cstdio>
 #include <cstring>

@@ -29,9 +29,10 @@ enum class Reply : uint8_t {
 };
 
 struct Pending {
-  char request = 0;  // protocol::fe type: Parse, Bind, Describe, Execute, Close, Sync, Query, FunctionCall
+  char request =
+      0;  // protocol::fe type: Parse, Bind, Describe, Execute, Close, Sync, Query, FunctionCall
   Reply reply = Reply::kForward;
-  char fake = 0;           // kFake: the protocol::be answer pgmux gives (ParseComplete, CloseComplete).
+  char fake = 0;  // kFake: the protocol::be answer pgmux gives (ParseComplete, CloseComplete).
   bool client_name = false;  // A Parse of the client's: its name goes if the Parse fails.
   // Parse: the statement being prepared (to forget if the Parse fails).
   // Close with kSwallow: a statement being closed to make room (to record it

@@ -1,7 +1,6 @@
 #include "proxy/proxy.h"
 
 #include <malloc.h>
-
 #include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
@@ -29,7 +28,10 @@ constexpr uint64_t kStartupTimeoutMs = 5000;
 }  // namespace
 
 Proxy::Proxy(config::Config config, uv_loop_t* loop)
-    : config_(std::move(config)), loop_(loop), blocks_(size_t{16} * 1024), rng_(std::random_device{}()) {
+    : config_(std::move(config)),
+      loop_(loop),
+      blocks_(size_t{16} * 1024),
+      rng_(std::random_device{}()) {
   for (const config::Database& database : config_.databases) {
     const std::string endpoint = database.upstream.endpoint();
     Upstream* upstream = nullptr;
@@ -104,7 +106,8 @@ protocol::Status Proxy::start() {
   stop_async_.data = this;
   started_ = true;
   int rc = uv_tcp_bind(&listener_, reinterpret_cast<const sockaddr*>(&address), 0);
-  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 4096, &Proxy::on_connection);
+  if (rc == 0)
+    rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 4096, &Proxy::on_connection);
   if (rc != 0) {
     stop();
     return Error{"", "cannot listen on " + config_.listen_host + ":" +
@@ -119,10 +122,11 @@ protocol::Status Proxy::start() {
   spdlog::info("pgmux listening on {}", format_address(reinterpret_cast<sockaddr*>(&bound)));
   for (auto& pool : pools_) {
     const config::Upstream& up = pool->database().upstream;
-    spdlog::info("database \"{}\" -> {}/{} as user \"{}\" (at most {} server connections, {} kept "
-                 "warm)",
-                 pool->name(), up.endpoint(), up.dbname, up.user, config_.max_server_connections,
-                 config_.min_server_connections);
+    spdlog::info(
+        "database \"{}\" -> {}/{} as user \"{}\" (at most {} server connections, {} kept "
+        "warm)",
+        pool->name(), up.endpoint(), up.dbname, up.user, config_.max_server_connections,
+        config_.min_server_connections);
     pool->tick(now());
   }
   return protocol::Ok{};
@@ -293,9 +297,10 @@ const protocol::ScramSecret& Proxy::scram_secret_for(const std::string& user,
                                                      const std::string& password) {
   auto it = scram_secrets_.find(user);
   if (it == scram_secrets_.end() || it->second.first != password) {
-    it = scram_secrets_.insert_or_assign(user, std::make_pair(password,
-                                                              protocol::make_scram_secret(password)))
-             .first;
+    it =
+        scram_secrets_
+            .insert_or_assign(user, std::make_pair(password, protocol::make_scram_secret(password)))
+            .first;
   }
   return it->second.second;
 }
@@ -322,7 +327,8 @@ void Proxy::janitor_tick() {
   while (ClientConn* client = logging_in_.front()) {
     if (t < client->accepted_at() + login_ms) break;
     logging_in_.remove(client);
-    client->fail(sqlstate::kProtocolViolation, "no complete startup packet within the login timeout");
+    client->fail(sqlstate::kProtocolViolation,
+                 "no complete startup packet within the login timeout");
   }
   // The startup deadline is the same for every client and the list is in
   // accept order, so only its head can be late.

@@ -35,7 +35,6 @@
 
 namespace pgmux::proxy {
 
-
 class Proxy final : public PoolHost,
                     public ClientHost,
                     public ServerHost,

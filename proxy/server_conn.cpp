@@ -1,7 +1,6 @@
 #include "proxy/server_conn.h"
 
 #include <spdlog/spdlog.h>
-
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -23,7 +22,6 @@ namespace pgmux::proxy {
 namespace sqlstate = protocol::sqlstate;
 using protocol::Error;
 using protocol::FrameStatus;
-
 
 ServerConn::ServerConn(ServerHost& host, Pool& pool, uint64_t id)
     : host_(host),
@@ -206,7 +204,8 @@ void ServerConn::process_login() {
     if (frame.status == FrameStatus::kInvalid ||
         (frame.status == FrameStatus::kComplete && frame.size > in.capacity())) {
       login_failed(Error{std::string(sqlstate::kProtocolViolation),
-                         "invalid or oversized message from the server during login"}, LoginFailure::kRejected);
+                         "invalid or oversized message from the server during login"},
+                   LoginFailure::kRejected);
       return;
     }
     if (!frame.whole_in(bytes)) return;
@@ -353,9 +352,7 @@ void ServerConn::attach(PooledClient* client) {
   link_.begin(*static_cast<ClientConn*>(client));  // Every pooled client is a ClientConn.
 }
 
-PooledClient* ServerConn::pooled_client() const {
-  return static_cast<ClientConn*>(link_.client());
-}
+PooledClient* ServerConn::pooled_client() const { return static_cast<ClientConn*>(link_.client()); }
 
 void ServerConn::detach() {
   link_.end();
@@ -411,4 +408,3 @@ void ServerConn::on_closed(Stream& /*stream*/) {
 }
 
 }  // namespace pgmux::proxy
-

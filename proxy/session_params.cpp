@@ -49,8 +49,8 @@ std::optional<std::string> normalise_param_name(std::string_view name) {
   out.reserve(name.size());
   for (char c : name) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-                    c == '$';
+    const bool ok =
+        (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '$';
     if (!ok) return std::nullopt;
     out += c;
   }

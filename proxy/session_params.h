@@ -21,9 +21,9 @@
 namespace pgmux::proxy {
 
 struct ParamValue {
-  std::string name;   // Normalised.
+  std::string name;  // Normalised.
   std::string value;
-  bool sql = false;   // `value` is SQL text (from SET), not a string.
+  bool sql = false;  // `value` is SQL text (from SET), not a string.
 };
 
 class ParamOverrides {

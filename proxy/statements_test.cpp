@@ -69,7 +69,7 @@ TEST_CASE("a server's statements are an LRU that hands back what it evicts") {
   CHECK(server.contains(s[0]));
   CHECK(server.contains(s[2]));
   CHECK(server.insert(s[2]) == nullptr);  // Already there: only touched.
-  server.restore(s[1]);  // Back without evicting: over capacity by one.
+  server.restore(s[1]);                   // Back without evicting: over capacity by one.
   CHECK(server.size() == 3);
   CHECK(s[1]->refs == 2);
   server.restore(s[1]);  // Already there: no second reference.

@@ -43,10 +43,10 @@ class Stream;
 
 class StreamEvents {
  public:
-  virtual void on_readable(Stream& stream) = 0;       // New bytes in stream.input().
+  virtual void on_readable(Stream& stream) = 0;         // New bytes in stream.input().
   virtual void on_eof(Stream& stream, int status) = 0;  // Peer closed or read error.
   virtual void on_lent_write_done(Stream& lender) = 0;  // A slice we lent was written.
-  virtual void on_closed(Stream& stream) = 0;  // Close callback: owner may free itself.
+  virtual void on_closed(Stream& stream) = 0;           // Close callback: owner may free itself.
   // The TLS handshake completed (after start_tls).
   virtual void on_tls_ready(Stream& /*stream*/) {}
 

@@ -17,9 +17,9 @@
 namespace pgmux::proxy {
 
 enum class TlsVerify {
-  kNone,      // Encrypt only (sslmode prefer/require).
-  kCa,        // The chain must lead to a trusted root (verify-ca).
-  kFull,      // ... and the certificate must name the host (verify-full).
+  kNone,  // Encrypt only (sslmode prefer/require).
+  kCa,    // The chain must lead to a trusted root (verify-ca).
+  kFull,  // ... and the certificate must name the host (verify-full).
 };
 
 // An SSL_CTX with pgmux's settings: TLS 1.2 or newer, OpenSSL's default

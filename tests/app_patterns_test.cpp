@@ -35,8 +35,8 @@ void start_request(Request& request, Conn& client, const std::string& text, bool
     PGresult* r = nullptr;
     if (as_bind) {
       const char* values[] = {text.c_str()};
-      r = PQexecParams(client.raw, "select length($1::text)", 1, nullptr, values, nullptr,
-                       nullptr, 0);
+      r = PQexecParams(client.raw, "select length($1::text)", 1, nullptr, values, nullptr, nullptr,
+                       0);
     } else {
       r = PQexec(client.raw, text.c_str());
     }
@@ -153,9 +153,9 @@ TEST_CASE("pgjdbc: executeBatch with prepareThreshold=1 on 16 connections sharin
   config::Config config = make_small_config(pg, 15);
   config.query_wait_timeout = 60s;
   ProxyRunner proxy(config);
-  CommandResult r = run_command("java -cp /usr/share/java/postgresql.jar " +
-                                std::string(PGMUX_SOURCE_DIR) +
-                                "/tests/drivers/PgjdbcBatch.java '" + proxy.url() + "' 16");
+  CommandResult r =
+      run_command("java -cp /usr/share/java/postgresql.jar " + std::string(PGMUX_SOURCE_DIR) +
+                  "/tests/drivers/PgjdbcBatch.java '" + proxy.url() + "' 16");
   INFO(r.output);
   CHECK(r.status == 0);
   CHECK(r.output.find("pgjdbc: 76800 rows, 0 errors") != std::string::npos);

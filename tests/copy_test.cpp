@@ -5,10 +5,9 @@
 // client with no leftover state. The server may end a COPY FROM while the
 // client is still streaming: what the client sends after that must be
 // dropped, as PostgreSQL itself drops it, never framed as a new request.
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
 #include <libpq-fe.h>
-
-#include <arpa/inet.h>
 
 #include <chrono>
 #include <cstring>
@@ -32,11 +31,16 @@ enum class Fail { kNone, kStart, kMiddle, kEnd, kCopyFail };
 
 const char* name_of(Fail fail) {
   switch (fail) {
-    case Fail::kNone: return "none";
-    case Fail::kStart: return "start";
-    case Fail::kMiddle: return "middle";
-    case Fail::kEnd: return "end";
-    case Fail::kCopyFail: return "CopyFail";
+    case Fail::kNone:
+      return "none";
+    case Fail::kStart:
+      return "start";
+    case Fail::kMiddle:
+      return "middle";
+    case Fail::kEnd:
+      return "end";
+    case Fail::kCopyFail:
+      return "CopyFail";
   }
   return "?";
 }
@@ -95,9 +99,9 @@ CopyData make_rows(size_t bytes, bool binary, Fail fail) {
 // success) and the row count in `rows`.
 std::string copy_in(Conn& client, const std::string& sql, bool extended, const CopyData& data,
                     bool copy_fail, uint64_t seed, std::string* rows) {
-  PGresult* r = extended ? PQexecParams(client.raw, sql.c_str(), 0, nullptr, nullptr, nullptr,
-                                        nullptr, 0)
-                         : PQexec(client.raw, sql.c_str());
+  PGresult* r =
+      extended ? PQexecParams(client.raw, sql.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0)
+               : PQexec(client.raw, sql.c_str());
   REQUIRE(PQresultStatus(r) == PGRES_COPY_IN);
   PQclear(r);
   std::mt19937_64 rng(seed);
@@ -134,9 +138,9 @@ std::string copy_out(Conn& client, size_t bytes, bool binary, bool extended, Fai
   const std::string sql = "copy (select g, 1 / (g - " + std::to_string(bad) +
                           "), repeat('x', 90) from generate_series(1, " + std::to_string(rows) +
                           ") g) to stdout" + (binary ? " (format binary)" : "");
-  PGresult* r = extended ? PQexecParams(client.raw, sql.c_str(), 0, nullptr, nullptr, nullptr,
-                                        nullptr, 0)
-                         : PQexec(client.raw, sql.c_str());
+  PGresult* r =
+      extended ? PQexecParams(client.raw, sql.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0)
+               : PQexec(client.raw, sql.c_str());
   REQUIRE(PQresultStatus(r) == PGRES_COPY_OUT);
   PQclear(r);
   *received = 0;
@@ -159,8 +163,7 @@ std::string copy_out(Conn& client, size_t bytes, bool binary, bool extended, Fai
 
 // After a COPY: the client's connection works, and another client gets the
 // same single server with nothing left over on it.
-void check_after(Conn& client, Conn& other, const std::string& backend,
-                 ProxyRunner& proxy) {
+void check_after(Conn& client, Conn& other, const std::string& backend, ProxyRunner& proxy) {
   CHECK(client.value("select 'after'") == "after");
   CHECK(other.value("select pg_backend_pid()::text") == backend);
   CHECK(other.value("select count(*) from pg_prepared_statements") == "0");
@@ -186,16 +189,16 @@ TEST_CASE("COPY matrix: in and out, text and binary, a few bytes to 50 MB, faili
     size_t bytes;
     bool binary;
   };
-  const Case cases[] = {{20, false}, {20, true}, {1 << 20, false}, {1 << 20, true},
-                        {50u << 20, false}, {50u << 20, true}};
+  const Case cases[] = {{20, false},     {20, true},         {1 << 20, false},
+                        {1 << 20, true}, {50u << 20, false}, {50u << 20, true}};
   uint64_t seed = 1;
   for (const Case& c : cases) {
     const bool big = c.bytes > (1 << 20);
     for (const bool extended : {false, true}) {
       // 50 MB runs every failure once, in the simple protocol.
       if (big && extended) continue;
-      for (const Fail fail : {Fail::kNone, Fail::kStart, Fail::kMiddle, Fail::kEnd,
-                              Fail::kCopyFail}) {
+      for (const Fail fail :
+           {Fail::kNone, Fail::kStart, Fail::kMiddle, Fail::kEnd, Fail::kCopyFail}) {
         CAPTURE(c.bytes);
         CAPTURE(c.binary);
         CAPTURE(extended);
@@ -203,8 +206,8 @@ TEST_CASE("COPY matrix: in and out, text and binary, a few bytes to 50 MB, faili
         CAPTURE(failure);
         // COPY FROM STDIN.
         client.value("truncate copy_in");
-        const CopyData data = make_rows(c.bytes, c.binary, fail == Fail::kCopyFail ? Fail::kNone
-                                                                                    : fail);
+        const CopyData data =
+            make_rows(c.bytes, c.binary, fail == Fail::kCopyFail ? Fail::kNone : fail);
         std::string rows;
         const std::string sql =
             std::string("copy copy_in from stdin") + (c.binary ? " (format binary)" : "");

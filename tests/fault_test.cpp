@@ -96,7 +96,8 @@ TEST_CASE("clients that say goodbye (Terminate) while queued leave the queue at 
   auto counts = wait_for_counts(proxy, [](const auto& c) { return c.waiting == 5; });
   REQUIRE(counts.waiting == 5);
   quitters.clear();  // PQfinish: Terminate, then close.
-  counts = wait_for_counts(proxy, [](const auto& c) { return c.waiting == 0; }, 5s);
+  counts = wait_for_counts(
+      proxy, [](const auto& c) { return c.waiting == 0; }, 5s);
   CHECK(counts.waiting == 0);
   holder.value("commit");
   CHECK(holder.value("select 6") == "6");

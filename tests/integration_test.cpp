@@ -8,10 +8,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <csignal>
-
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -49,8 +48,7 @@ PgServer& capped_pg() {
 void pgbench_init(const ProxyRunner& proxy) {
   static bool done = false;
   if (done) return;
-  CommandResult r =
-      run_command(std::string(kBin) + "pgbench -i -s 2 -q '" + proxy.url() + "'");
+  CommandResult r = run_command(std::string(kBin) + "pgbench -i -s 2 -q '" + proxy.url() + "'");
   INFO(r.output);
   REQUIRE(r.status == 0);
   done = true;
@@ -66,8 +64,8 @@ TEST_CASE("pgbench through pgmux: select-only 200 clients simple and extended, T
 
 TEST_CASE("COPY in and out of 100,000 rows keeps every byte") {
   ProxyRunner proxy(make_config(shared_pg()));
-  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
-                                    ("pgmux-copy-" + std::to_string(getpid()));
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("pgmux-copy-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   const std::string in = (dir / "in.tsv").string();
   const std::string out = (dir / "out.tsv").string();
@@ -75,11 +73,12 @@ TEST_CASE("COPY in and out of 100,000 rows keeps every byte") {
     std::ofstream f(in);
     for (int i = 0; i < 100000; ++i) f << i << "\trow number " << i << " \\\\ tab\\there\n";
   }
-  const std::string psql = std::string(kBin) + "psql -X -v ON_ERROR_STOP=1 -q '" + proxy.url() + "'";
+  const std::string psql =
+      std::string(kBin) + "psql -X -v ON_ERROR_STOP=1 -q '" + proxy.url() + "'";
   CommandResult r = run_command(
       psql + " -c 'drop table if exists copytest' -c 'create table copytest(id int, v text)'" +
-      " -c \"\\copy copytest from '" + in + "'\" -c \"\\copy (select * from copytest order by id) to '" +
-      out + "'\"");
+      " -c \"\\copy copytest from '" + in +
+      "'\" -c \"\\copy (select * from copytest order by id) to '" + out + "'\"");
   INFO(r.output);
   REQUIRE(r.status == 0);
   CommandResult a = run_command("md5sum < '" + in + "'");
@@ -122,8 +121,8 @@ TEST_CASE("the cap holds: 300 clients never see more than 15 backends") {
   std::atomic<bool> done{false};
   std::string output;
   std::thread bench([&] {
-    CommandResult r = run_command(std::string(kBin) + "pgbench -n -S -c 300 -j 4 -T 5 '" +
-                                  proxy.url() + "'");
+    CommandResult r =
+        run_command(std::string(kBin) + "pgbench -n -S -c 300 -j 4 -T 5 '" + proxy.url() + "'");
     output = r.output;
     done = true;
   });
@@ -144,7 +143,8 @@ TEST_CASE("the cap holds: 300 clients never see more than 15 backends") {
 TEST_CASE("500 clients on an upstream with 17 usable connections: zero errors") {
   PgServer& pg = capped_pg();
   const std::string script = (std::filesystem::temp_directory_path() /
-                              ("pgmux-short-" + std::to_string(getpid()) + ".sql")).string();
+                              ("pgmux-short-" + std::to_string(getpid()) + ".sql"))
+                                 .string();
   {
     std::ofstream f(script);
     f << "begin;\nselect 1;\nselect now();\ncommit;\n";
@@ -222,8 +222,8 @@ TEST_CASE("a client killed inside a transaction leaves nothing behind") {
   const auto deadline = Clock::now() + std::chrono::seconds(10);
   std::string open_transactions;
   do {
-    open_transactions = next.value(
-        "select count(*) from pg_stat_activity where state like 'idle in transaction%'");
+    open_transactions =
+        next.value("select count(*) from pg_stat_activity where state like 'idle in transaction%'");
   } while (open_transactions != "0" && Clock::now() < deadline);
   CHECK(open_transactions == "0");
 }
@@ -307,8 +307,8 @@ TEST_CASE("server_lifetime: backends are replaced under load with no client erro
   std::string output;
   int status = -1;
   std::thread bench([&] {
-    CommandResult r = run_command(std::string(kBin) + "pgbench -n -S -c 20 -j 2 -T 6 '" +
-                                  proxy.url() + "'");
+    CommandResult r =
+        run_command(std::string(kBin) + "pgbench -n -S -c 20 -j 2 -T 6 '" + proxy.url() + "'");
     output = r.output;
     status = r.status;
     done = true;
@@ -316,8 +316,10 @@ TEST_CASE("server_lifetime: backends are replaced under load with no client erro
   std::set<std::string> first_seen;
   std::set<std::string> all_seen;
   const std::string sql =
-      std::string("select coalesce(string_agg(pid::text || '@' || backend_start::text, ','), '') "
-                  "from pg_stat_activity where ") + kPgmuxBackendsWhere;
+      std::string(
+          "select coalesce(string_agg(pid::text || '@' || backend_start::text, ','), '') "
+          "from pg_stat_activity where ") +
+      kPgmuxBackendsWhere;
   while (!done) {
     std::string list = pg.query_value(sql);
     size_t pos = 0;
@@ -355,7 +357,8 @@ int connect_raw(uint16_t port) {
 // Sends `bytes`, reads until EOF, returns the SQLSTATE of the ErrorResponse.
 std::string send_and_read_error(uint16_t port, const std::string& bytes, bool* closed) {
   int fd = connect_raw(port);
-  REQUIRE(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size()));
+  REQUIRE(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+          static_cast<ssize_t>(bytes.size()));
   std::string in;
   char chunk[4096];
   ssize_t n;
@@ -450,7 +453,8 @@ TEST_CASE("the pgmux binary serves DATABASE_URL and stops cleanly on SIGTERM and
   for (int signal_number : {SIGTERM, SIGINT}) {
     const uint16_t port = free_port();
     const std::string log = (std::filesystem::temp_directory_path() /
-                             ("pgmux-bin-" + std::to_string(getpid()) + ".log")).string();
+                             ("pgmux-bin-" + std::to_string(getpid()) + ".log"))
+                                .string();
     const pid_t pid = fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
@@ -463,8 +467,8 @@ TEST_CASE("the pgmux binary serves DATABASE_URL and stops cleanly on SIGTERM and
       execl(PGMUX_BINARY, PGMUX_BINARY, static_cast<char*>(nullptr));
       _exit(127);
     }
-    const std::string conninfo = "host=127.0.0.1 port=" + std::to_string(port) + " user=" +
-                                 kScramUser + " password=" + kScramPassword +
+    const std::string conninfo = "host=127.0.0.1 port=" + std::to_string(port) +
+                                 " user=" + kScramUser + " password=" + kScramPassword +
                                  " dbname=app sslmode=disable connect_timeout=2";
     const auto deadline = Clock::now() + std::chrono::seconds(20);
     while (PQping(conninfo.c_str()) != PQPING_OK) REQUIRE(Clock::now() < deadline);
@@ -524,7 +528,8 @@ TEST_CASE("session state pins a client: its temp table and search_path never rea
 namespace pgmux::testing {
 namespace {
 
-TEST_CASE("drivers: postgres.js, psycopg and node-postgres with their default prepared statements") {
+TEST_CASE(
+    "drivers: postgres.js, psycopg and node-postgres with their default prepared statements") {
   // Each driver opens 8 to 10 connections; 3 servers make them share, so
   // every named statement is used on servers where another client's
   // connection prepared it, or none did.

@@ -42,8 +42,8 @@ struct Conn {
 // Polls the pool's counts until `done` holds or `limit` passes; returns the
 // last counts seen.
 template <class Done>
-ProxyRunner::PoolCounts wait_for_counts(ProxyRunner& proxy, Done done,
-                                        std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+ProxyRunner::PoolCounts wait_for_counts(
+    ProxyRunner& proxy, Done done, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
   ProxyRunner::PoolCounts counts = proxy.pool_counts();
   while (!done(counts) && std::chrono::steady_clock::now() < deadline) {

@@ -126,8 +126,8 @@ config::Config make_small_config(const PgServer& pg, uint32_t servers) {
 }
 
 int pgmux_backends(const PgServer& pg) {
-  return std::stoi(pg.query_value(
-      std::string("select count(*) from pg_stat_activity where ") + kPgmuxBackendsWhere));
+  return std::stoi(pg.query_value(std::string("select count(*) from pg_stat_activity where ") +
+                                  kPgmuxBackendsWhere));
 }
 
 }  // namespace pgmux::testing

@@ -38,7 +38,7 @@ PgServer& session_pg() {
 
 struct Result {
   ExecStatusType status = PGRES_FATAL_ERROR;
-  std::string value;     // First column of the first row.
+  std::string value;  // First column of the first row.
   std::string sqlstate;
   std::string error;
 };
@@ -76,8 +76,8 @@ class Client {
   Result run(const std::string& name, const std::vector<std::string>& params = {}) {
     std::vector<const char*> values;
     for (const std::string& p : params) values.push_back(p.c_str());
-    return take(PQexecPrepared(raw_, name.c_str(), static_cast<int>(values.size()),
-                               values.data(), nullptr, nullptr, 0));
+    return take(PQexecPrepared(raw_, name.c_str(), static_cast<int>(values.size()), values.data(),
+                               nullptr, nullptr, 0));
   }
 
  private:
@@ -88,8 +88,7 @@ config::Config small_pool(uint32_t servers) { return make_small_config(session_p
 
 TEST_CASE("pgbench -M prepared: 100 clients on 15 servers, select-only and TPC-B") {
   ProxyRunner proxy(make_config(session_pg()));
-  CommandResult init =
-      run_command(std::string(kBin) + "pgbench -i -s 2 -q '" + proxy.url() + "'");
+  CommandResult init = run_command(std::string(kBin) + "pgbench -i -s 2 -q '" + proxy.url() + "'");
   INFO(init.output);
   REQUIRE(init.status == 0);
   run_pgbench("-n -S -M prepared -c 100 -j 4 -T 4 '" + proxy.url() + "'");
@@ -110,8 +109,9 @@ TEST_CASE("a statement prepared once runs in 1,000 transactions on many servers"
         wrong[c] = -1;
         return;
       }
-      if (client.prepare("add", "select ($1::int + " + std::to_string(c) +
-                                    ")::text || ' ' || pg_backend_pid()")
+      if (client
+              .prepare("add", "select ($1::int + " + std::to_string(c) +
+                                  ")::text || ' ' || pg_backend_pid()")
               .status != PGRES_COMMAND_OK) {
         wrong[c] = -2;
         return;
@@ -138,7 +138,8 @@ TEST_CASE("a statement prepared once runs in 1,000 transactions on many servers"
   }
 }
 
-TEST_CASE("two clients, one name, different SQL: each gets its own; a close affects its owner only") {
+TEST_CASE(
+    "two clients, one name, different SQL: each gets its own; a close affects its owner only") {
   // One server: both clients' statements live on the same connection.
   ProxyRunner proxy(small_pool(1));
   Client a(proxy.conninfo());
@@ -218,9 +219,9 @@ TEST_CASE("a Parse error arrives in its place in a libpq pipeline") {
   std::vector<std::string> codes;
   const std::vector<ExecStatusType> got = pipeline_results(conn, 2, &codes);
   const std::vector<ExecStatusType> want = {
-      PGRES_COMMAND_OK,  PGRES_TUPLES_OK,  PGRES_FATAL_ERROR, PGRES_PIPELINE_ABORTED,
-      PGRES_PIPELINE_ABORTED, PGRES_PIPELINE_SYNC, PGRES_COMMAND_OK, PGRES_TUPLES_OK,
-      PGRES_TUPLES_OK,   PGRES_PIPELINE_SYNC};
+      PGRES_COMMAND_OK,       PGRES_TUPLES_OK,     PGRES_FATAL_ERROR, PGRES_PIPELINE_ABORTED,
+      PGRES_PIPELINE_ABORTED, PGRES_PIPELINE_SYNC, PGRES_COMMAND_OK,  PGRES_TUPLES_OK,
+      PGRES_TUPLES_OK,        PGRES_PIPELINE_SYNC};
   std::string got_text;
   for (ExecStatusType s : got) got_text += std::string(PQresStatus(s)) + " ";
   INFO("results: " << got_text);
@@ -421,7 +422,8 @@ TEST_CASE("pinning has a cap, and session_pinning = refuse refuses with 0A000") 
   }
 }
 
-TEST_CASE("malformed Query, Bind, Describe or Close: FATAL 08P01 for that client, the others go on") {
+TEST_CASE(
+    "malformed Query, Bind, Describe or Close: FATAL 08P01 for that client, the others go on") {
   config::Config config = small_pool(1);
   config.auth_type = config::AuthType::kTrust;
   ProxyRunner proxy(config);
@@ -432,11 +434,17 @@ TEST_CASE("malformed Query, Bind, Describe or Close: FATAL 08P01 for that client
   // backend stays the same.
   const std::string backend = other.value("select pg_backend_pid()::text");
   const std::vector<std::string> bad = {
-      std::string("B\0\0\0\x06" "ab", 7),   // Bind whose names never end.
-      std::string("D\0\0\0\x06" "Xa", 7),   // Describe of neither 'S' nor 'P'.
-      std::string("C\0\0\0\x05S", 6),    // Close with no name at all.
-      std::string("Q\0\0\0\x04", 5),     // Query with an empty body.
-      std::string("Q\0\0\0\x07" "abc", 8),  // Query whose text never ends.
+      std::string("B\0\0\0\x06"
+                  "ab",
+                  7),  // Bind whose names never end.
+      std::string("D\0\0\0\x06"
+                  "Xa",
+                  7),                  // Describe of neither 'S' nor 'P'.
+      std::string("C\0\0\0\x05S", 6),  // Close with no name at all.
+      std::string("Q\0\0\0\x04", 5),   // Query with an empty body.
+      std::string("Q\0\0\0\x07"
+                  "abc",
+                  8),  // Query whose text never ends.
   };
   for (const std::string& message : bad) {
     INFO("message type " << message[0]);

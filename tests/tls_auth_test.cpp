@@ -8,8 +8,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <optional>
 #include <fstream>
+#include <optional>
 #include <string>
 
 #include "protocol/scram_server.h"
@@ -80,8 +80,9 @@ TEST_CASE("upstream TLS: verify-full succeeds, and a wrong CA or host name fails
   SUBCASE("verify-full by IP address and by host name") {
     for (const char* host : {"127.0.0.1", "localhost"}) {
       ProxyRunner proxy(tls_upstream_config(config::SslMode::kVerifyFull, pki.ca_cert, host));
-      CHECK(query_one(proxy.conninfo(), "select ssl::text from pg_stat_ssl where pid = "
-                                        "pg_backend_pid()") == "true");
+      CHECK(query_one(proxy.conninfo(),
+                      "select ssl::text from pg_stat_ssl where pid = "
+                      "pg_backend_pid()") == "true");
     }
   }
   SUBCASE("wrong CA") {
@@ -103,8 +104,9 @@ TEST_CASE("upstream TLS: verify-full succeeds, and a wrong CA or host name fails
   }
   SUBCASE("require without a root certificate encrypts without verifying") {
     ProxyRunner proxy(tls_upstream_config(config::SslMode::kRequire, ""));
-    CHECK(query_one(proxy.conninfo(), "select ssl::text from pg_stat_ssl where pid = "
-                                      "pg_backend_pid()") == "true");
+    CHECK(query_one(proxy.conninfo(),
+                    "select ssl::text from pg_stat_ssl where pid = "
+                    "pg_backend_pid()") == "true");
   }
 }
 
@@ -234,8 +236,8 @@ struct AuthFixture {
       f << "\"file_md5\" \"" << protocol::md5_stored_hash("file_md5", "fm-pw") << "\"\n"
         << "\"file_plain\" \"fp-pw\"\n";
       f.close();
-      std::filesystem::permissions(path, std::filesystem::perms::owner_read |
-                                             std::filesystem::perms::owner_write);
+      std::filesystem::permissions(
+          path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
     }
   }
   ~AuthFixture() { std::filesystem::remove_all(dir); }
@@ -275,8 +277,8 @@ struct AuthFixture {
   static PgServer& shared_tls_free_pg() { return tls_pg(); }
 };
 
-
-TEST_CASE("client authentication: scram-sha-256, md5 and password against TOML and auth_file users") {
+TEST_CASE(
+    "client authentication: scram-sha-256, md5 and password against TOML and auth_file users") {
   AuthFixture fixture;
   struct Case {
     const char* user;
@@ -297,8 +299,8 @@ TEST_CASE("client authentication: scram-sha-256, md5 and password against TOML a
       const std::string login = base(proxy, c.user, c.password) + " sslmode=disable";
       CHECK(try_connect(login) == "");
       std::string wrong_state;
-      const std::string wrong = try_connect(base(proxy, c.user, "nope") + " sslmode=disable",
-                                            &wrong_state);
+      const std::string wrong =
+          try_connect(base(proxy, c.user, "nope") + " sslmode=disable", &wrong_state);
       CHECK(wrong_state == "28P01");
       // An unknown user hears exactly the same, but for the name.
       std::string unknown = try_connect(base(proxy, "nobody", "nope") + " sslmode=disable");
@@ -352,9 +354,9 @@ TEST_CASE("TLS on both sides: a 20 MB value round-trips, and cancel reaches a TL
   config.databases[0].upstream.sslmode = config::SslMode::kVerifyFull;
   config.databases[0].upstream.sslrootcert = pki.ca_cert;
   ProxyRunner proxy(config);
-  PGconn* conn = PQconnectdb((base(proxy, kScramUser, kScramPassword) +
-                              " sslmode=verify-full sslrootcert=" + pki.ca_cert)
-                                 .c_str());
+  PGconn* conn = PQconnectdb(
+      (base(proxy, kScramUser, kScramPassword) + " sslmode=verify-full sslrootcert=" + pki.ca_cert)
+          .c_str());
   REQUIRE_MESSAGE(PQstatus(conn) == CONNECTION_OK, PQerrorMessage(conn));
 
   std::string big(20 * 1024 * 1024, '\0');
