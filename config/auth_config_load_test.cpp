@@ -15,15 +15,6 @@ namespace {
 using namespace std::chrono_literals;
 using namespace auth_test_util;
 
-Config valid_config() {
-  Config c;
-  Upstream u;
-  u.user = "alice";
-  u.dbname = "app";
-  c.databases.push_back(Database{"app", u});
-  return c;
-}
-
 TEST_CASE("load: auth_file is merged after [users.NAME]; the TOML user wins") {
   TempFile userlist("merge-users",
                     "\"alice\" \"from-auth-file\"\n\"bob\" \"bob-pw\"\n\"carol\" \"carol-pw\"\n");

@@ -1,4 +1,4 @@
-// Helpers shared by the TLS and client-authentication configuration tests.
+// Helpers shared by the configuration tests.
 #pragma once
 
 #include <doctest/doctest.h>
@@ -46,6 +46,16 @@ class TempFile {
  private:
   std::filesystem::path path_;
 };
+
+// The smallest configuration that validates: one database.
+inline Config valid_config() {
+  Config c;
+  Upstream u;
+  u.user = "alice";
+  u.dbname = "app";
+  c.databases.push_back(Database{"app", u});
+  return c;
+}
 
 std::string error_of(const auto& result) {
   REQUIRE_FALSE(result.ok());

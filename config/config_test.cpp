@@ -7,52 +7,17 @@
 #include <fstream>
 #include <map>
 
+#include "config/auth_config_test_util.h"
+
 namespace pgmux::config {
 namespace {
 
 using namespace std::chrono_literals;
-
-bool contains(const std::string& haystack, std::string_view needle) {
-  return haystack.find(needle) != std::string::npos;
-}
-
-Getenv env_of(std::map<std::string, std::string> vars) {
-  return [vars = std::move(vars)](const std::string& name) -> std::optional<std::string> {
-    auto it = vars.find(name);
-    if (it == vars.end()) return std::nullopt;
-    return it->second;
-  };
-}
-
-// A file in the temp directory, removed when the test ends.
-class TempFile {
- public:
-  TempFile(std::string_view stem, std::string_view content)
-      : path_(std::filesystem::temp_directory_path() /
-              (std::string(stem) + "-" + std::to_string(::getpid()))) {
-    std::ofstream(path_, std::ios::binary) << content;
-  }
-  ~TempFile() { std::filesystem::remove(path_); }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-  std::string path() const { return path_.string(); }
-
- private:
-  std::filesystem::path path_;
-};
+using namespace auth_test_util;
 
 constexpr std::string_view kOneDatabase = R"([databases.app]
 url = "postgresql://alice:s3cret@db.internal:5433/appdb"
 )";
-
-Config valid_config() {
-  Config c;
-  Upstream u;
-  u.user = "alice";
-  u.dbname = "app";
-  c.databases.push_back(Database{"app", u});
-  return c;
-}
 
 std::string validate_error(const Config& c) {
   protocol::Status s = validate(c);
