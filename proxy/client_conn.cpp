@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "protocol/frame.h"
+#include "protocol/message_type.h"
 #include "protocol/messages.h"
 #include "protocol/sqlstate.h"
 #include "proxy/log.h"
@@ -16,6 +17,7 @@
 #include "proxy/server_conn.h"
 
 namespace pgmux::proxy {
+namespace fe = protocol::fe;
 namespace sqlstate = protocol::sqlstate;
 using protocol::FrameStatus;
 
@@ -151,7 +153,7 @@ void ClientConn::welcome(const ParameterList& params) {
     protocol::append_parameter_status(out, name, mine != nullptr ? mine->value : value);
   }
   protocol::append_backend_key_data(out, cancel_pid_, cancel_secret_);
-  protocol::append_ready_for_query(out, 'I');
+  protocol::append_ready_for_query(out, protocol::tx::kIdle);
   stream_.write_owned(out);
   state_ = State::kIdle;
   stream_.start_reading();
@@ -177,18 +179,20 @@ void ClientConn::process_idle() {
       return;
     }
     if (discarding_) {
-      discard_ends_request_ = frame.type == 'Q' || frame.type == 'S' || frame.type == 'F';
+      discard_ends_request_ =
+          frame.type == fe::kQuery || frame.type == fe::kSync || frame.type == fe::kFunctionCall;
       const size_t take = std::min<size_t>(frame.size, bytes.size());
       in.consume(take);
       discard_left_ = frame.size - take;
       if (discard_left_ == 0 && discard_ends_request_) finish_discard();
       continue;
     }
-    if (frame.type == 'X') {
+    if (frame.type == fe::kTerminate) {
       close("Terminate");
       return;
     }
-    if (frame.type == 'd' || frame.type == 'c' || frame.type == 'f' || frame.type == 'H') {
+    if (frame.type == fe::kCopyData || frame.type == fe::kCopyDone || frame.type == fe::kCopyFail ||
+        frame.type == fe::kFlush) {
       // COPY data (or its end) after the server ended the COPY, or a Flush
       // with nothing to flush: PostgreSQL drops these outside a COPY, and so
       // does pgmux, without taking a server for them.
@@ -200,7 +204,7 @@ void ClientConn::process_idle() {
     }
     // Preparing a known statement needs no server (below); anything else
     // is the first message of a transaction: wait for a server.
-    if ((frame.type == 'P' || frame.type == 'C') && answer_without_server()) continue;
+    if ((frame.type == fe::kParse || frame.type == fe::kClose) && answer_without_server()) continue;
     // Reading goes on while the client waits (stopping and starting it
     // costs system calls on every transaction), until it sends more.
     state_ = State::kWaitingForServer;  // Until acquire attaches a server.
@@ -213,7 +217,7 @@ void ClientConn::finish_discard() {
   discarding_ = false;
   discard_ends_request_ = false;
   protocol::Bytes out;
-  protocol::append_ready_for_query(out, 'I');
+  protocol::append_ready_for_query(out, protocol::tx::kIdle);
   stream_.write_owned(out);
 }
 

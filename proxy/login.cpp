@@ -12,6 +12,7 @@
 
 #include "protocol/auth_messages.h"
 #include "protocol/frame.h"
+#include "protocol/message_type.h"
 #include "protocol/sqlstate.h"
 #include "proxy/log.h"
 #include "proxy/pool.h"
@@ -266,7 +267,8 @@ LoginOutcome Login::read_auth(Buffer& in, protocol::Bytes& out) {
     protocol::ByteView bytes = in.unparsed();
     protocol::Frame frame = protocol::frame_message(bytes, host_.config().max_message_size);
     if (frame.status == FrameStatus::kNeedMore) return {};
-    if (frame.status == FrameStatus::kInvalid || frame.size > in.capacity() || frame.type != 'p') {
+    if (frame.status == FrameStatus::kInvalid || frame.size > in.capacity() ||
+        frame.type != protocol::fe::kPassword) {
       return failure(LoginFault::kProtocol, sqlstate::kProtocolViolation,
                      "expected a password message");
     }

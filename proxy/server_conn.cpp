@@ -10,6 +10,7 @@
 
 #include "protocol/extended.h"
 #include "protocol/frame.h"
+#include "protocol/message_type.h"
 #include "protocol/messages.h"
 #include "protocol/sqlstate.h"
 #include "proxy/client_conn.h"
@@ -19,6 +20,7 @@
 #include "proxy/server_login.h"
 
 namespace pgmux::proxy {
+namespace be = protocol::be;
 namespace sqlstate = protocol::sqlstate;
 using protocol::Error;
 using protocol::FrameStatus;
@@ -282,14 +284,15 @@ void ServerConn::process_idle() {
       return;
     }
     if (!frame.whole_in(bytes)) return;
-    if (frame.type == 'E') {
+    if (frame.type == be::kErrorResponse) {
       auto fields = protocol::parse_error_response(bytes.first(frame.size));
       spdlog::info("{}: idle server reported {}: closing it", tag_,
                    fields ? std::string(fields->message) : std::string("an error"));
       close("error on an idle server");
       return;
     }
-    if (frame.type != 'N' && frame.type != 'S' && frame.type != 'A') {
+    if (frame.type != be::kNoticeResponse && frame.type != be::kParameterStatus &&
+        frame.type != be::kNotificationResponse) {
       close("unexpected message from an idle server");
       return;
     }
@@ -327,10 +330,10 @@ void ServerConn::process_check() {
       return;
     }
     if (!frame.whole_in(bytes)) return;
-    if (frame.type == 'Z') {
+    if (frame.type == be::kReadyForQuery) {
       auto status = protocol::parse_ready_for_query(bytes.first(frame.size));
       in.consume(frame.size);
-      if (!status || *status != 'I') {
+      if (!status || *status != protocol::tx::kIdle) {
         close("the idle check found the server inside a transaction");
         return;
       }
@@ -339,9 +342,10 @@ void ServerConn::process_check() {
       pool_.on_server_checked(this);
       return;
     }
-    if (frame.type != 'N' && frame.type != 'S') {
-      close(frame.type == 'E' ? "the idle check got an error (the backend is going away)"
-                              : "unexpected answer to the idle check");
+    if (frame.type != be::kNoticeResponse && frame.type != be::kParameterStatus) {
+      close(frame.type == be::kErrorResponse
+                ? "the idle check got an error (the backend is going away)"
+                : "unexpected answer to the idle check");
       return;
     }
     in.consume(frame.size);
