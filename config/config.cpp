@@ -44,6 +44,10 @@ std::string_view to_string(AuthType type) {
   return "unknown";
 }
 
+std::string_view to_string(LogFormat format) {
+  return format == LogFormat::kJson ? "json" : "text";
+}
+
 std::string_view to_string(SessionPinning policy) {
   switch (policy) {
     case SessionPinning::kPin:

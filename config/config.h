@@ -76,6 +76,10 @@ std::string_view to_string(ClientTls mode);
 enum class SessionPinning { kPin, kRefuse };
 std::string_view to_string(SessionPinning policy);
 
+// text: spdlog's human-readable lines; json: one JSON object per line.
+enum class LogFormat { kText, kJson };
+std::string_view to_string(LogFormat format);
+
 // A user clients may log in as. `password` is stored as given: a plain
 // password, an md5 hash ("md5" + 32 hex) or a SCRAM secret
 // ("SCRAM-SHA-256$..."), as in PgBouncer's auth_file. Never logged.
@@ -157,6 +161,28 @@ struct Config {
 
   // Logging: trace, debug, info, warn, error, critical, off.
   std::string log_level = "info";
+  LogFormat log_format = LogFormat::kText;
+  // A stats line (transactions and queries per second, average wait,
+  // clients, servers) this often, as PgBouncer's; 0 turns it off.
+  Duration stats_period = std::chrono::seconds(60);
+
+  // Operations.
+  // The admin console (virtual database "pgbouncer", alias "pgmux"): users
+  // in admin_users may run every command, users in stats_users only SHOW.
+  // They log in like any other user (users, auth_file, auth_type).
+  std::vector<std::string> admin_users;
+  std::vector<std::string> stats_users;
+  // Where /metrics, /healthz and /readyz are served over HTTP; empty (the
+  // default) serves none. Port 0 picks a free one (tests).
+  std::string metrics_host;
+  uint16_t metrics_port = 0;
+  bool metrics_enabled() const { return !metrics_host.empty(); }
+  // SIGTERM and SHUTDOWN WAIT_FOR_CLIENTS wait this long for clients to
+  // finish their transactions before exiting anyway.
+  Duration shutdown_timeout = std::chrono::seconds(30);
+  // SO_REUSEPORT on the listener (and the metrics listener): a new pgmux can
+  // bind the same port while the old one drains.
+  bool so_reuseport = false;
 
   std::vector<Database> databases;
 

@@ -89,7 +89,8 @@ Result<Config> load(const LoadOptions& options) {
 
   // An empty variable counts as unset: container tooling often exports "".
   if (std::optional<std::string> url = getenv("DATABASE_URL"); url && !url->empty()) {
-    detail::ScalarInput input{std::nullopt, std::move(url), true, "DATABASE_URL", std::nullopt};
+    detail::ScalarInput input{std::nullopt,   std::move(url), true,
+                              "DATABASE_URL", std::nullopt,   std::nullopt};
     Status status = apply_scalar(config, *detail::find_scalar_key("database_url"), input);
     if (!status) return status.error();
   }
@@ -98,7 +99,8 @@ Result<Config> load(const LoadOptions& options) {
     std::string name = detail::env_name(key.name);
     std::optional<std::string> value = getenv(name);
     if (!value || value->empty()) continue;
-    detail::ScalarInput input{std::nullopt, std::move(value), true, name, std::nullopt};
+    detail::ScalarInput input{std::nullopt, std::move(value), true,
+                              name,         std::nullopt,     std::nullopt};
     Status status = apply_scalar(config, key, input);
     if (!status) return status.error();
   }

@@ -56,7 +56,7 @@ Result<Duration> parse_duration(std::string_view text) {
 
 namespace detail {
 
-const std::array<KeySpec, 26> kScalarKeys = {{
+const std::array<KeySpec, 34> kScalarKeys = {{
     {"listen", KeyKind::kListen},
     {"max_client_conn", KeyKind::kCount, &Config::max_client_conn},
     {"client_login_timeout", KeyKind::kDuration, nullptr, &Config::client_login_timeout},
@@ -82,6 +82,13 @@ const std::array<KeySpec, 26> kScalarKeys = {{
     {"max_pinned_server_connections", KeyKind::kCount, &Config::max_pinned_server_connections},
     {"max_message_size", KeyKind::kCount, &Config::max_message_size},
     {"log_level", KeyKind::kLogLevel},
+    {"log_format", KeyKind::kLogFormat},
+    {"stats_period", KeyKind::kDuration, nullptr, &Config::stats_period},
+    {"admin_users", KeyKind::kNameList, nullptr, nullptr, nullptr, &Config::admin_users},
+    {"stats_users", KeyKind::kNameList, nullptr, nullptr, nullptr, &Config::stats_users},
+    {"metrics_listen", KeyKind::kMetricsListen},
+    {"shutdown_timeout", KeyKind::kDuration, nullptr, &Config::shutdown_timeout},
+    {"so_reuseport", KeyKind::kBool, nullptr, nullptr, nullptr, nullptr, &Config::so_reuseport},
     {"database_url", KeyKind::kDatabaseUrl},
 }};
 
@@ -115,6 +122,7 @@ constexpr std::array<ClientTls, 3> kClientTlsModes = {ClientTls::kDisable, Clien
                                                       ClientTls::kRequire};
 constexpr std::array<SessionPinning, 2> kPinningPolicies = {SessionPinning::kPin,
                                                             SessionPinning::kRefuse};
+constexpr std::array<LogFormat, 2> kLogFormats = {LogFormat::kText, LogFormat::kJson};
 constexpr std::array<AuthType, 4> kAuthTypes = {AuthType::kTrust, AuthType::kScramSha256,
                                                 AuthType::kMd5, AuthType::kPassword};
 
@@ -154,7 +162,8 @@ std::vector<std::string> split_list(std::string_view text) {
 }
 
 // "host:port" or "[v6]:port"; port 0 asks the kernel for a free one.
-Status parse_listen(std::string_view text, const std::string& where, Config& config) {
+Status parse_listen(std::string_view text, const std::string& where, std::string& host_out,
+                    uint16_t& port_out) {
   auto invalid = [&](std::string_view why) -> Status {
     return config_error(where + ": invalid listen address '" + std::string(text) +
                         "': " + std::string(why) +
@@ -185,9 +194,47 @@ Status parse_listen(std::string_view text, const std::string& where, Config& con
   if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value > 65535) {
     return invalid("the port must be a number from 0 to 65535");
   }
-  config.listen_host = std::string(host);
-  config.listen_port = static_cast<uint16_t>(value);
+  host_out = std::string(host);
+  port_out = static_cast<uint16_t>(value);
   return Ok{};
+}
+
+// A list of names: a TOML array of strings, or comma-separated text.
+Status parse_names(const ScalarInput& in, std::vector<std::string>& out) {
+  std::vector<std::string> items;
+  if (in.list) {
+    items = *in.list;
+  } else if (in.untyped && in.text) {
+    items = in.text->empty() ? std::vector<std::string>{} : split_list(*in.text);
+  } else {
+    return config_error(in.where + " must be an array of user names, e.g. [\"admin\"]");
+  }
+  for (const std::string& item : items) {
+    if (item.empty()) {
+      return config_error(in.where + " has an empty entry; list user names separated by commas");
+    }
+  }
+  out = std::move(items);
+  return Ok{};
+}
+
+Status parse_bool(const ScalarInput& in, bool& out) {
+  if (in.boolean) {
+    out = *in.boolean;
+    return Ok{};
+  }
+  if (in.untyped && in.text) {
+    const std::string& t = *in.text;
+    if (t == "true" || t == "1" || t == "on" || t == "yes") {
+      out = true;
+      return Ok{};
+    }
+    if (t == "false" || t == "0" || t == "off" || t == "no") {
+      out = false;
+      return Ok{};
+    }
+  }
+  return config_error(in.where + " must be true or false");
 }
 
 }  // namespace
@@ -222,7 +269,23 @@ Status apply_scalar(Config& config, const KeySpec& key, const ScalarInput& in) {
     }
     case KeyKind::kListen:
       if (!in.text) return config_error(in.where + " must be a string like \"127.0.0.1:6432\"");
-      return parse_listen(*in.text, in.where, config);
+      return parse_listen(*in.text, in.where, config.listen_host, config.listen_port);
+    case KeyKind::kMetricsListen:
+      if (!in.text) {
+        return config_error(in.where + " must be a string like \"127.0.0.1:9930\", or \"\"");
+      }
+      if (in.text->empty()) {
+        config.metrics_host.clear();
+        config.metrics_port = 0;
+        return Ok{};
+      }
+      return parse_listen(*in.text, in.where, config.metrics_host, config.metrics_port);
+    case KeyKind::kNameList:
+      return parse_names(in, config.*key.names);
+    case KeyKind::kBool:
+      return parse_bool(in, config.*key.flag);
+    case KeyKind::kLogFormat:
+      return parse_enum(kLogFormats, in, config.log_format);
     case KeyKind::kLogLevel:
       if (!in.text) return config_error(in.where + " must be a string such as \"info\"");
       if (!is_log_level(*in.text)) {

@@ -33,18 +33,24 @@ enum class KeyKind {
   kAuthType,        // trust | scram-sha-256 | md5 | password
   kSessionPinning,  // pin | refuse
   kCidrList,        // TOML: an array of strings; environment: comma-separated.
+  kNameList,        // User names. TOML: an array of strings; environment: comma-separated.
+  kBool,            // TOML: true | false; environment: true, false, 1, 0, on, off.
+  kLogFormat,       // text | json
+  kMetricsListen,   // host:port, or "" for none.
 };
 
 struct KeySpec {
   std::string_view name;  // The TOML key; the env variable is PGMUX_ + upper case.
   KeyKind kind;
-  uint32_t Config::*count = nullptr;     // Set for kCount.
-  Duration Config::*duration = nullptr;  // Set for kDuration.
-  std::string Config::*path = nullptr;   // Set for kPath.
+  uint32_t Config::*count = nullptr;                  // Set for kCount.
+  Duration Config::*duration = nullptr;               // Set for kDuration.
+  std::string Config::*path = nullptr;                // Set for kPath.
+  std::vector<std::string> Config::*names = nullptr;  // Set for kNameList.
+  bool Config::*flag = nullptr;                       // Set for kBool.
 };
 
 // Every scalar key, in documentation order.
-extern const std::array<KeySpec, 26> kScalarKeys;
+extern const std::array<KeySpec, 34> kScalarKeys;
 
 // Returns the spec named `name`, or nullptr.
 const KeySpec* find_scalar_key(std::string_view name);
@@ -64,6 +70,7 @@ struct ScalarInput {
   bool untyped = false;
   std::string where;  // Prefix for messages: "pgmux.toml:3:1: max_client_conn" or "PGMUX_LISTEN".
   std::optional<std::vector<std::string>> list;  // A TOML array whose elements are all strings.
+  std::optional<bool> boolean;                   // A TOML boolean.
 };
 
 // Converts `input` for `key` and stores it in `config`. Messages start with

@@ -255,6 +255,7 @@ Status apply_root(const toml::table& root, std::string_view origin, Config& conf
     detail::ScalarInput input;
     if (const auto* i = value.as_integer()) input.integer = i->get();
     if (const auto* s = value.as_string()) input.text = s->get();
+    if (const auto* b = value.as_boolean()) input.boolean = b->get();
     input.list = string_array(value);
     input.where = location(origin, value.source()) + ": " + std::string(key.str());
     Status status = detail::apply_scalar(config, *spec, input);

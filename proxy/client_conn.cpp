@@ -156,6 +156,7 @@ void ClientConn::welcome(const ParameterList& params) {
   protocol::append_ready_for_query(out, protocol::tx::kIdle);
   stream_.write_owned(out);
   state_ = State::kIdle;
+  pool_->on_client_joined();
   stream_.start_reading();
   process_idle();
 }
@@ -318,6 +319,10 @@ void ClientConn::shut(bool after_writes) {
   // The pool list the client is on, not its state (already kClosing), says
   // what to unlink it from.
   if (pool_ != nullptr && pool_list != PoolList::kNone) pool_->forget(this);
+  if (state_before == State::kIdle || state_before == State::kWaitingForServer ||
+      state_before == State::kActive) {
+    pool_->on_client_left();
+  }
   if (server_ != nullptr) {
     ServerConn* server = server_;
     server_ = nullptr;

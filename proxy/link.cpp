@@ -19,7 +19,7 @@ namespace be = protocol::be;
 using protocol::FrameStatus;
 
 Link::Link(LinkServer& server, Pool& pool, const config::Config& config, protocol::Bytes& assembly)
-    : server_(server), pool_(pool), config_(config), assembly_(assembly) {}
+    : server_(server), pool_(pool), stats_(pool.stats()), config_(config), assembly_(assembly) {}
 
 Link::~Link() {
   // Entries own a reference to their statement.
@@ -39,6 +39,8 @@ void Link::begin(LinkClient& client) {
   server_left_ = 0;
   release_after_flush_ = false;
   assembling_ = false;
+  query_started_us_ = 0;
+  xact_started_us_ = 0;
   sync_session();
 }
 
@@ -114,8 +116,12 @@ void Link::expect(const Pending& entry) {
   // A Parse entry holds a reference, so its statement outlives a DEALLOCATE
   // or DISCARD ALL that comes before the answer (a Close entry already owns
   // the reference of the statement it evicts).
-  if (entry.request == fe::kParse && entry.statement != nullptr) {
-    StatementRegistry::add_ref(entry.statement);
+  if (entry.request == fe::kParse) {
+    if (entry.statement != nullptr) StatementRegistry::add_ref(entry.statement);
+    if (entry.reply != Reply::kSwallow) ++stats_.totals.client_parse_count;
+    if (entry.reply != Reply::kFake) ++stats_.totals.server_parse_count;
+  } else if (entry.request == fe::kBind) {
+    ++stats_.totals.bind_count;
   }
   switch (entry.reply) {
     case Reply::kForward:
@@ -123,6 +129,10 @@ void Link::expect(const Pending& entry) {
         case fe::kQuery:  // Query, Sync and FunctionCall each get exactly one ReadyForQuery.
         case fe::kSync:
         case fe::kFunctionCall:
+          if (outstanding_ == 0) {
+            query_started_us_ = now_us();
+            if (xact_started_us_ == 0) xact_started_us_ = query_started_us_;
+          }
           ++outstanding_;
           unsynced_ = false;
           pending_.push(entry);
@@ -203,9 +213,27 @@ void Link::skip_to_sync() {
   }
 }
 
+void Link::count_ready(char status) {
+  const uint64_t now = now_us();
+  if (query_started_us_ != 0) {
+    ++stats_.totals.query_count;
+    stats_.totals.query_time_us += now - query_started_us_;
+  }
+  // A pipelined request behind this one was sent already: its time starts now.
+  query_started_us_ = outstanding_ > 0 ? now : 0;
+  if (status != protocol::tx::kIdle || xact_started_us_ == 0) return;
+  const uint64_t took = now - xact_started_us_;
+  ++stats_.totals.xact_count;
+  stats_.totals.xact_time_us += took;
+  stats_.xact_time.observe(took);
+  xact_started_us_ = outstanding_ > 0 ? now : 0;
+}
+
 // ---- Server to client -------------------------------------------------------
 
-bool Link::drain_to_client() { return drain(server_.stream(), client_->stream()); }
+bool Link::drain_to_client() {
+  return drain(server_.stream(), client_->stream(), stats_.totals.sent);
+}
 
 void Link::on_server_readable() {
   Stream& stream = server_.stream();
@@ -384,6 +412,7 @@ Step Link::on_ready_for_query(const protocol::Frame& frame, protocol::ByteView b
   if (outstanding_ > 0) --outstanding_;
   if (!pending_.empty()) pending_.pop();
   in.mark_parsed(frame.size);
+  count_ready(*status);
   if (!settings_unsure_) {
     apply_untracked_sets();
   } else if (clean()) {

@@ -37,6 +37,7 @@
 #include "proxy/relay.h"
 #include "proxy/session_params.h"
 #include "proxy/statements.h"
+#include "proxy/stats.h"
 #include "proxy/stream.h"
 
 namespace pgmux::proxy {
@@ -181,6 +182,9 @@ class Link {
                           bool head_swallowed);
   bool drain_to_client();
   void flush_to_client();
+  // Counts the request a ReadyForQuery answered, and the transaction when
+  // `status` is idle.
+  void count_ready(char status);
   // Releases the server if its last ReadyForQuery said it may go and both
   // directions are now at a message boundary.
   void maybe_release();
@@ -202,6 +206,7 @@ class Link {
 
   LinkServer& server_;
   Pool& pool_;
+  PoolStats& stats_;  // The pool's.
   const config::Config& config_;
   protocol::Bytes& assembly_;
   LinkClient* client_ = nullptr;
@@ -227,6 +232,10 @@ class Link {
   bool untracked_reset_all_ = false;
   bool settings_unsure_ = false;  // Some untracked change needs the read-back.
   bool error_since_ready_ = false;
+  // now_us() when the request now being answered was sent / when the
+  // transaction's first request was; 0 when none is.
+  uint64_t query_started_us_ = 0;
+  uint64_t xact_started_us_ = 0;
   protocol::Bytes scratch_;  // Generated messages, reused.
 };
 

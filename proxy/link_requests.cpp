@@ -74,7 +74,9 @@ Step Link::on_client_message(const protocol::Frame& frame, protocol::ByteView by
   }
 }
 
-bool Link::drain_to_server() { return drain(client_->stream(), server_.stream()); }
+bool Link::drain_to_server() {
+  return drain(client_->stream(), server_.stream(), stats_.totals.received);
+}
 
 protocol::Bytes& Link::assembly() {
   // REQUIRES: nothing decided and unsent (drain_to_server() returned true).

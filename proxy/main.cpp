@@ -67,6 +67,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   {
     pgmux::proxy::Proxy proxy(*config, loop);
+    proxy.set_load_options({config_path, {}});
     auto started = proxy.start();
     if (!started) {
       spdlog::error("{}", started.error().message);

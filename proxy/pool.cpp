@@ -25,6 +25,14 @@ std::string seconds_text(uint64_t ms) {
   return text;
 }
 
+ConnectFailure classify_failure(const protocol::Error& error, LoginFailure kind) {
+  if (kind == LoginFailure::kUnreachable) return ConnectFailure::kUnreachable;
+  if (kind == LoginFailure::kRejected) return ConnectFailure::kAuth;
+  if (error.sqlstate == sqlstate::kTooManyConnections) return ConnectFailure::kTooManyClients;
+  if (error.sqlstate == sqlstate::kCannotConnectNow) return ConnectFailure::kUnavailable;
+  return ConnectFailure::kSupavisor;
+}
+
 }  // namespace
 
 Pool::Pool(PoolHost& host, const config::Database& database, Upstream& upstream)
@@ -45,6 +53,7 @@ void Pool::request_welcome(PooledClient* client) {
 
 void Pool::acquire(PooledClient* client) {
   const TimeMs now = host_.now();
+  client->queued_at_us = 0;
   const auto check_ms = static_cast<uint64_t>(host_.config().server_check_delay.count());
   while (PooledServer* server = idle_.front()) {
     // A server that died while idle is never handed out: nothing of the
@@ -70,6 +79,14 @@ void Pool::acquire(PooledClient* client) {
 void Pool::forget(PooledClient* client) { unlink(client); }
 
 void Pool::attach(PooledServer* server, PooledClient* client) {
+  ++stats_.totals.server_assignment_count;
+  uint64_t waited = 0;
+  if (client->queued_at_us != 0) {
+    waited = now_us() - client->queued_at_us;
+    client->queued_at_us = 0;
+    stats_.totals.wait_time_us += waited;
+  }
+  stats_.queue_wait.observe(waited);
   link(server, PoolList::kActive);
   server->attach(client);
   client->attach(server);
@@ -86,12 +103,16 @@ void Pool::fail_waiters(const protocol::Error& error) {
 // ---- Servers ----------------------------------------------------------------
 
 void Pool::on_server_opening(PooledServer* server) {
+  server->opening_since_us = now_us();
+  if (upstream_.failures() > 0) ++stats_.retries;
   link(server, PoolList::kOpening);
   upstream_.on_opening();
 }
 
 void Pool::on_server_ready(PooledServer* server) {
   const bool was_failing = upstream_.failures() > 0;
+  ++stats_.server_connects;
+  stats_.connect_time.observe(now_us() - server->opening_since_us);
   upstream_.on_logged_in();
   unlink(server);
   if (was_failing) {
@@ -164,6 +185,7 @@ void Pool::offer(PooledServer* server) {
 void Pool::on_server_login_failed(PooledServer* server, const protocol::Error& error,
                                   LoginFailure kind) {
   const TimeMs now = host_.now();
+  ++stats_.connect_failures[static_cast<size_t>(classify_failure(error, kind))];
   upstream_.set_last_error(error.sqlstate + " " + error.message);
   // 57P03 (starting up, shutting down) is "no capacity" to the clients, who
   // keep waiting, but the upstream is going down or coming up, not full: a
@@ -241,6 +263,7 @@ void Pool::link(PooledClient* client, PoolList where) {
   clients(where).push_back(client);
   client->pool_list = where;
   client->pool_since = host_.now();
+  if (where == PoolList::kWaiting) client->queued_at_us = now_us();
 }
 
 void Pool::unlink(PooledClient* client) {
@@ -329,6 +352,8 @@ void Pool::tick(TimeMs now) {
   while (PooledClient* client = waiting_.front()) {
     if (now < client->pool_since + wait_ms) break;
     unlink(client);
+    client->queued_at_us = 0;
+    ++stats_.queue_timeouts;
     std::string message = "pgmux waited " + seconds_text(wait_ms) + " for one of " +
                           std::to_string(upstream_.cap()) +
                           " busy server connections; the query was not run";

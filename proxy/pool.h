@@ -32,6 +32,7 @@
 #include "proxy/list.h"
 #include "proxy/pool_member.h"
 #include "proxy/statements.h"
+#include "proxy/stats.h"
 #include "proxy/tls_session.h"
 #include "proxy/upstream.h"
 
@@ -115,6 +116,14 @@ class Pool {
   size_t checking_count() const { return checking_.size(); }
   // The client at the head of the wait queue, or null.
   PooledClient* first_waiting() const { return waiting_.front(); }
+  // Logged-in clients of this pool (idle, waiting or active); the
+  // ClientConn reports its arrival after the welcome and its departure.
+  size_t client_count() const { return clients_; }
+  void on_client_joined() { ++clients_; }
+  void on_client_left() { --clients_; }
+  // Counters and histograms (proxy/stats.h).
+  PoolStats& stats() { return stats_; }
+  const PoolStats& stats() const { return stats_; }
 
   void close_all();  // Shutdown.
 
@@ -154,6 +163,8 @@ class Pool {
   ServerList active_;
   ClientList waiting_;
   ClientList welcome_;
+  size_t clients_ = 0;
+  PoolStats stats_;
 };
 
 }  // namespace pgmux::proxy

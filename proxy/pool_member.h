@@ -43,6 +43,7 @@ class PooledClient;
 class PooledServer : public PoolLink {
  public:
   PoolList pool_list = PoolList::kNone;  // Managed by Pool only.
+  uint64_t opening_since_us = 0;         // now_us() at on_server_opening; for stats.
 
   virtual const std::string& tag() const = 0;
   // The ParameterStatus set of its login.
@@ -74,6 +75,7 @@ class PooledClient : public PoolLink {
  public:
   PoolList pool_list = PoolList::kNone;  // kWaiting or kWelcome; managed by Pool only.
   TimeMs pool_since = 0;                 // When it joined pool_list; managed by Pool only.
+  uint64_t queued_at_us = 0;             // now_us() when it joined the wait queue, else 0.
 
   virtual const std::string& tag() const = 0;
   // Sends AuthenticationOk, `params`, BackendKeyData and ReadyForQuery.

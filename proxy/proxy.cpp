@@ -118,6 +118,7 @@ protocol::Status Proxy::start() {
   uv_tcp_getsockname(&listener_, reinterpret_cast<sockaddr*>(&bound), &length);
   port_ = ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   uv_timer_start(&janitor_, &Proxy::on_janitor, kJanitorPeriodMs, kJanitorPeriodMs);
+  started_at_ = now();
 
   spdlog::info("pgmux listening on {}", format_address(reinterpret_cast<sockaddr*>(&bound)));
   for (auto& pool : pools_) {
@@ -145,6 +146,10 @@ void Proxy::on_signal(uv_signal_t* handle, int signum) {
   spdlog::info("received {}: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
   static_cast<Proxy*>(handle->data)->stop();
 }
+
+void Proxy::shutdown(ShutdownMode /*mode*/) { stop(); }
+
+protocol::Status Proxy::reload() { return Error{"", "RELOAD is not supported yet"}; }
 
 void Proxy::request_stop() { uv_async_send(&stop_async_); }
 

@@ -55,6 +55,27 @@ class Proxy final : public PoolHost,
   void handle_signals();
   // Closes the listener and every connection; the loop then runs dry.
   void stop();
+
+  // ---- Operations (admin console, signals, health) ----
+  // PgBouncer's SHUTDOWN variants: kImmediate closes everything now;
+  // kWaitForClients stops accepting and lets each client finish its
+  // transaction, then ends it with 57P01; kWaitForServers stops accepting
+  // and waits for every server to be released. Both waiting modes end after
+  // shutdown_timeout at the latest.
+  enum class ShutdownMode : uint8_t { kImmediate, kWaitForClients, kWaitForServers };
+  void shutdown(ShutdownMode mode);
+  // Re-reads the configuration (the same sources as at start) and applies
+  // what can change live; on error the old configuration stays.
+  protocol::Status reload();
+  // Draining after SIGTERM/SIGINT or SHUTDOWN WAIT_*: not accepting.
+  bool draining() const { return draining_; }
+  // Where the configuration came from, for reload().
+  void set_load_options(config::LoadOptions options) { load_options_ = std::move(options); }
+  // The pools, upstreams and clients, for the admin console and /metrics.
+  const std::vector<std::unique_ptr<Pool>>& pools() const { return pools_; }
+  const std::vector<std::unique_ptr<Upstream>>& upstreams() const { return upstreams_; }
+  size_t client_count() const { return client_count_; }
+  TimeMs started_at() const { return started_at_; }
   // Thread-safe: asks the loop's thread to stop(). Valid after start().
   void request_stop();
 
@@ -133,6 +154,9 @@ class Proxy final : public PoolHost,
   std::mt19937_64 rng_;
   uint64_t last_id_ = 0;
   bool stopping_ = false;
+  bool draining_ = false;
+  TimeMs started_at_ = 0;
+  config::LoadOptions load_options_;
   uint16_t port_ = 0;
 
   uv_tcp_t listener_{};

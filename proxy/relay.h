@@ -54,11 +54,14 @@ void mark_messages(Buffer& in, uint64_t& message_left, uint32_t max_size, OnHead
 // Writes `from`'s decided bytes (its input's pending()) to `to`, in order
 // after anything already queued there. True when nothing is left to send;
 // false while the write is in flight, and `from` stops reading until its
-// StreamEvents::on_lent_write_done(). REQUIRES: !from.lending().
-inline bool drain(Stream& from, Stream& to) {
+// StreamEvents::on_lent_write_done(). `sent_bytes` counts what went.
+// REQUIRES: !from.lending().
+inline bool drain(Stream& from, Stream& to, uint64_t& sent_bytes) {
   Buffer& in = from.input();
   if (in.pending().empty()) return true;
+  const size_t size = in.pending().size();
   if (to.write_lent(from)) {
+    sent_bytes += size;
     in.mark_sent();
     return true;
   }
