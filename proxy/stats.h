@@ -23,8 +23,8 @@ inline uint64_t now_us() { return uv_hrtime() / 1000; }
 // the previous bound (not cumulative); the last count is above 30 s.
 struct Histogram {
   static constexpr std::array<uint64_t, 17> kBoundsUs = {
-      100,    250,    500,     1000,    2500,    5000,    10000,    25000,   50000,
-      100000, 250000, 500000,  1000000, 2500000, 5000000, 10000000, 30000000};
+      100,    250,    500,    1000,    2500,    5000,    10000,    25000,   50000,
+      100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000, 30000000};
   std::array<uint64_t, kBoundsUs.size() + 1> counts{};
   uint64_t sum_us = 0;
   uint64_t count = 0;
@@ -47,7 +47,7 @@ struct StatsTotals {
   uint64_t sent = 0;                     // Bytes from servers to clients.
   uint64_t xact_time_us = 0;
   uint64_t query_time_us = 0;
-  uint64_t wait_time_us = 0;       // Time clients waited for a server.
+  uint64_t wait_time_us = 0;        // Time clients waited for a server.
   uint64_t client_parse_count = 0;  // Parse messages from clients.
   uint64_t server_parse_count = 0;  // Parse messages sent to servers.
   uint64_t bind_count = 0;          // Bind messages.
@@ -77,8 +77,8 @@ struct PoolStats {
   uint64_t retries = 0;         // Connect attempts made while backing off from a failure.
   uint64_t queue_timeouts = 0;  // Requests that waited query_wait_timeout (53300 to the client).
 
-  Histogram queue_wait;  // From joining the wait queue to getting a server (0 when one was idle).
-  Histogram xact_time;   // Transactions, first request to ReadyForQuery 'I'.
+  Histogram queue_wait;    // From joining the wait queue to getting a server (0 when one was idle).
+  Histogram xact_time;     // Transactions, first request to ReadyForQuery 'I'.
   Histogram connect_time;  // A server's connect and login.
 };
 
