@@ -535,5 +535,61 @@ TEST_CASE("transaction-mode keys: defaults, bad values named with their fix") {
   CHECK(status.error().message.find("max_prepared_statements") != std::string::npos);
 }
 
+TEST_CASE("operations keys: defaults, TOML, PGMUX_* and bad values") {
+  const Config defaults;
+  CHECK(defaults.admin_users.empty());
+  CHECK(defaults.stats_users.empty());
+  CHECK_FALSE(defaults.metrics_enabled());
+  CHECK(defaults.shutdown_timeout == 30s);
+  CHECK_FALSE(defaults.so_reuseport);
+  CHECK(defaults.log_format == LogFormat::kText);
+  CHECK(defaults.stats_period == 60s);
+
+  Result<Config> r = parse_toml(R"(admin_users = ["ops", "sre"]
+stats_users = ["exporter"]
+metrics_listen = "0.0.0.0:9930"
+shutdown_timeout = "2m"
+so_reuseport = true
+log_format = "json"
+stats_period = "15s"
+)",
+                                "p.toml", Config{});
+  REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.error().message));
+  CHECK(r->admin_users == std::vector<std::string>{"ops", "sre"});
+  CHECK(r->stats_users == std::vector<std::string>{"exporter"});
+  CHECK(r->metrics_host == "0.0.0.0");
+  CHECK(r->metrics_port == 9930);
+  CHECK(r->metrics_enabled());
+  CHECK(r->shutdown_timeout == 2min);
+  CHECK(r->so_reuseport);
+  CHECK(r->log_format == LogFormat::kJson);
+  CHECK(r->stats_period == 15s);
+
+  LoadOptions options;
+  options.getenv = env_of({{"DATABASE_URL", "postgresql://a@h/d"},
+                           {"PGMUX_ADMIN_USERS", "ops, sre"},
+                           {"PGMUX_SO_REUSEPORT", "on"},
+                           {"PGMUX_METRICS_LISTEN", "127.0.0.1:0"},
+                           {"PGMUX_LOG_FORMAT", "json"}});
+  r = load(options);
+  REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.error().message));
+  CHECK(r->admin_users == std::vector<std::string>{"ops", "sre"});
+  CHECK(r->so_reuseport);
+  CHECK(r->metrics_host == "127.0.0.1");
+  CHECK(r->metrics_port == 0);
+  CHECK(r->log_format == LogFormat::kJson);
+
+  CHECK(contains(error_of(parse_toml("so_reuseport = \"maybe\"\n", "p.toml", Config{})),
+                 "so_reuseport must be true or false"));
+  CHECK(contains(error_of(parse_toml("log_format = \"xml\"\n", "p.toml", Config{})),
+                 "use one of text, json"));
+  CHECK(contains(error_of(parse_toml("metrics_listen = \"9930\"\n", "p.toml", Config{})),
+                 "metrics_listen: invalid listen address"));
+  CHECK(contains(error_of(parse_toml("admin_users = \"ops\"\n", "p.toml", Config{})),
+                 "admin_users must be an array of user names"));
+  CHECK(contains(error_of(parse_toml("stats_users = [\"\"]\n", "p.toml", Config{})),
+                 "stats_users has an empty entry"));
+}
+
 }  // namespace
 }  // namespace pgmux::config

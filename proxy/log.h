@@ -11,9 +11,17 @@
 
 namespace pgmux::proxy {
 
-// Sets the default spdlog logger's level and pattern. Returns false for an
-// unknown level name.
-bool init_logging(std::string_view level);
+// Sets the default spdlog logger's level and format: text lines, or with
+// `json` one JSON object per line ({"time":..., "level":..., "msg":...}).
+// Returns false for an unknown level name.
+bool init_logging(std::string_view level, bool json = false);
+// Sets the level only (reload). Returns false for an unknown level name.
+bool set_log_level(std::string_view level);
+
+// Appends `text` as the inside of a JSON string: quotes, backslashes and
+// control characters escaped, bytes that are not valid UTF-8 replaced by
+// U+FFFD, so any message makes a valid JSON line.
+void append_json_escaped(std::string_view text, std::string& out);
 
 // "127.0.0.1:5432" or "[::1]:5432".
 std::string format_address(const sockaddr* address);

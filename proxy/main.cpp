@@ -61,7 +61,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "pgmux: %s\n", config.error().message.c_str());
     return 2;
   }
-  pgmux::proxy::init_logging(config->log_level);
+  pgmux::proxy::init_logging(config->log_level,
+                             config->log_format == pgmux::config::LogFormat::kJson);
 
   uv_loop_t* loop = uv_default_loop();
   int exit_code = 0;

@@ -11,6 +11,7 @@
 #include "proxy/cancel.h"
 #include "proxy/log.h"
 #include "proxy/probe.h"
+#include "proxy/stats_period.h"
 
 namespace pgmux::proxy {
 namespace sqlstate = protocol::sqlstate;
@@ -119,6 +120,7 @@ protocol::Status Proxy::start() {
   port_ = ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   uv_timer_start(&janitor_, &Proxy::on_janitor, kJanitorPeriodMs, kJanitorPeriodMs);
   started_at_ = now();
+  period_started_at_ = started_at_;
 
   spdlog::info("pgmux listening on {}", format_address(reinterpret_cast<sockaddr*>(&bound)));
   for (auto& pool : pools_) {
@@ -326,8 +328,23 @@ void Proxy::on_cancel_freed(CancelConn* cancel) {
 
 void Proxy::on_janitor(uv_timer_t* timer) { static_cast<Proxy*>(timer->data)->janitor_tick(); }
 
+void Proxy::end_stats_period(TimeMs t) {
+  const uint64_t period_us = (t - period_started_at_) * 1000;
+  period_started_at_ = t;
+  for (auto& pool : pools_) {
+    roll_period(pool->stats(), period_us);
+    const PoolGauges gauges{
+        pool->client_count(), pool->waiting_count(),
+        pool->opening_count() + pool->idle_count() + pool->checking_count() + pool->active_count(),
+        pool->active_count()};
+    spdlog::info("stats: {}", stats_line(pool->name(), pool->stats(), gauges));
+  }
+}
+
 void Proxy::janitor_tick() {
   const uint64_t t = now();
+  const auto period_ms = static_cast<uint64_t>(config_.stats_period.count());
+  if (period_ms > 0 && t >= period_started_at_ + period_ms) end_stats_period(t);
   const auto login_ms = static_cast<uint64_t>(config_.client_login_timeout.count());
   while (ClientConn* client = logging_in_.front()) {
     if (t < client->accepted_at() + login_ms) break;

@@ -142,6 +142,8 @@ class Proxy final : public PoolHost,
   static void on_async(uv_async_t* handle);
   void accept_client();
   void janitor_tick();
+  // Ends a stats_period: rolls every pool's period marks, logs the stats lines.
+  void end_stats_period(TimeMs now);
   // ProbeEvents
   void on_probe_done(Probe& probe, bool connected) override;
   void on_probe_closed(Probe& probe) override;
@@ -156,6 +158,7 @@ class Proxy final : public PoolHost,
   bool stopping_ = false;
   bool draining_ = false;
   TimeMs started_at_ = 0;
+  TimeMs period_started_at_ = 0;  // The current stats_period's start.
   config::LoadOptions load_options_;
   uint16_t port_ = 0;
 
