@@ -10,6 +10,7 @@
 #include "protocol/sqlstate.h"
 #include "proxy/cancel.h"
 #include "proxy/log.h"
+#include "proxy/notify.h"
 #include "proxy/probe.h"
 #include "proxy/stats_period.h"
 
@@ -160,6 +161,7 @@ void Proxy::on_async(uv_async_t* handle) { static_cast<Proxy*>(handle->data)->st
 void Proxy::stop() {
   if (stopping_) return;
   stopping_ = true;
+  notify_systemd("STOPPING=1");
   if (started_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&janitor_), nullptr);
