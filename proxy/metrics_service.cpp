@@ -70,6 +70,15 @@ MetricsSnapshot MetricsService::snapshot() const {
   return s;
 }
 
+void MetricsService::tick(uint64_t now) {
+  server_.tick(now);
+  if (primed_) return;
+  // After Proxy::start's warm-up began: an upstream with logins opening is
+  // being reached already and is not probed.
+  primed_ = true;
+  refresh_reach();
+}
+
 HttpReply MetricsService::handle_get(std::string_view path) {
   if (path == "/metrics") return HttpReply{200, kMetricsType, render_metrics(snapshot())};
   if (path == "/healthz") return HttpReply{200, "text/plain; charset=utf-8", "ok\n"};

@@ -10,6 +10,8 @@
 //             in and no contact for half the reach window probes it (a bare
 //             TCP connect, as after an outage), so an idle pgmux whose
 //             servers all timed out stays ready while the upstream is up.
+//             The first janitor tick does the same, so the first /readyz
+//             after start need not be 503.
 //   /metrics  the Prometheus text format.
 #pragma once
 
@@ -33,7 +35,9 @@ class MetricsService final : private HttpHandler {
   // Binds metrics_listen (with SO_REUSEPORT when so_reuseport is set).
   protocol::Status start();
   uint16_t port() const { return server_.port(); }
-  void tick(uint64_t now) { server_.tick(now); }
+  // The janitor's tick: scrape deadlines; on the first tick, probes the
+  // upstreams no login is reaching, so that the first /readyz can be 200.
+  void tick(uint64_t now);
   void stop() { server_.close(); }
 
   MetricsSnapshot snapshot() const;
@@ -46,6 +50,7 @@ class MetricsService final : private HttpHandler {
 
   Proxy& proxy_;
   HttpServer server_;
+  bool primed_ = false;
 };
 
 }  // namespace pgmux::proxy

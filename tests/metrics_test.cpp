@@ -182,6 +182,20 @@ TEST_CASE("metrics: other paths 404, other methods 405, an oversized head 431") 
   CHECK(http_raw(port, "hello\r\n\r\n").status == 400);
 }
 
+TEST_CASE("metrics: an idle pgmux with no server open turns ready by a probe") {
+  ProxyRunner proxy(metrics_config(metrics_pg()));  // min_server_connections = 0
+  uint16_t port = 0;
+  proxy.on_loop([&](proxy::Proxy& p) { port = p.metrics_port(); });
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  HttpResult ready = http_get(port, "/readyz");
+  while (ready.status != 200 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // Pacing.
+    ready = http_get(port, "/readyz");
+  }
+  CHECK(ready.status == 200);
+  CHECK(proxy.pool_counts().idle == 0);  // No login was needed.
+}
+
 TEST_CASE("metrics: /readyz is 503 while the upstream has never been reached") {
   config::Config config = metrics_config(metrics_pg());
   config.databases[0].upstream.port = free_port();  // Nothing listens there.
