@@ -119,6 +119,7 @@ void Pool::on_server_ready(PooledServer* server) {
     spdlog::info("{}: the upstream accepts connections again", server->tag());
   }
   upstream_.on_success();
+  upstream_.on_reached(host_.now());
   if (!has_welcome()) {
     welcome_params_ = server->parameters();
     if (welcome_params_.empty()) welcome_params_.emplace_back("server_version", "unknown");
@@ -137,6 +138,7 @@ void Pool::on_server_ready(PooledServer* server) {
 }
 
 void Pool::on_server_checked(PooledServer* server) {
+  upstream_.on_reached(host_.now());
   unlink(server);
   offer(server);
 }

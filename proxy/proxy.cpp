@@ -10,6 +10,7 @@
 #include "protocol/sqlstate.h"
 #include "proxy/cancel.h"
 #include "proxy/log.h"
+#include "proxy/metrics_service.h"
 #include "proxy/notify.h"
 #include "proxy/probe.h"
 #include "proxy/stats_period.h"
@@ -50,6 +51,8 @@ Proxy::Proxy(config::Config config, uv_loop_t* loop)
 }
 
 Proxy::~Proxy() = default;
+
+uint16_t Proxy::metrics_port() const { return metrics_ != nullptr ? metrics_->port() : 0; }
 
 namespace {
 
@@ -119,6 +122,14 @@ protocol::Status Proxy::start() {
   int length = sizeof bound;
   uv_tcp_getsockname(&listener_, reinterpret_cast<sockaddr*>(&bound), &length);
   port_ = ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  if (config_.metrics_enabled()) {
+    metrics_ = std::make_unique<MetricsService>(*this);
+    protocol::Status listening = metrics_->start();
+    if (!listening) {
+      stop();
+      return listening;
+    }
+  }
   uv_timer_start(&janitor_, &Proxy::on_janitor, kJanitorPeriodMs, kJanitorPeriodMs);
   started_at_ = now();
   period_started_at_ = started_at_;
@@ -167,6 +178,7 @@ void Proxy::stop() {
     uv_close(reinterpret_cast<uv_handle_t*>(&janitor_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&stop_async_), nullptr);
   }
+  if (metrics_ != nullptr) metrics_->stop();
   if (signals_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
@@ -386,6 +398,7 @@ void Proxy::janitor_tick() {
     if (t >= entry.started_at + connect_ms) entry.probe->cancel();
   }
   for (auto& pool : pools_) pool->tick(t);
+  if (metrics_ != nullptr) metrics_->tick(t);
   // Once a second, buffer blocks unused for that long go back to the system.
   if (++janitor_ticks_ % 10 == 0 && blocks_.trim(kCachedBlocksFloor) > 0) malloc_trim(0);
 }

@@ -35,6 +35,8 @@
 
 namespace pgmux::proxy {
 
+class MetricsService;
+
 class Proxy final : public PoolHost,
                     public ClientHost,
                     public ServerHost,
@@ -51,6 +53,8 @@ class Proxy final : public PoolHost,
   // warm-up of min_server_connections. Call before running the loop.
   protocol::Status start();
   uint16_t port() const { return port_; }
+  // The /metrics, /healthz and /readyz port; 0 without metrics_listen.
+  uint16_t metrics_port() const;
   // SIGINT and SIGTERM call stop().
   void handle_signals();
   // Closes the listener and every connection; the loop then runs dry.
@@ -195,6 +199,7 @@ class Proxy final : public PoolHost,
   std::unique_ptr<TlsContext> client_tls_;
   std::unordered_map<std::string, std::pair<std::string, protocol::ScramSecret>> scram_secrets_;
   std::string mock_seed_;
+  std::unique_ptr<MetricsService> metrics_;  // With metrics_listen only.
 };
 
 }  // namespace pgmux::proxy

@@ -32,6 +32,7 @@ bool Upstream::wants_probe(TimeMs now) const {
 
 bool Upstream::on_probe_done(bool connected, TimeMs now) {
   probe_in_flight_ = false;
+  if (connected) last_reached_ = now;
   if (!connected || failures_ == 0 || now >= retry_at_) return false;
   retry_at_ = now;
   return true;

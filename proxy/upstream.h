@@ -88,6 +88,14 @@ class Upstream {
 
   std::vector<Pool*>& pools() { return pools_; }
 
+  // ---- Reach (for /readyz) ----
+  // Servers past their login now.
+  uint32_t logged_in() const { return open_ - opening_; }
+  // When pgmux last connected to the upstream: a server login, a passed idle
+  // check or a probe that connected (uv_now() ms; 0: never).
+  TimeMs last_reached() const { return last_reached_; }
+  void on_reached(TimeMs now) { last_reached_ = now; }
+
   // Clients pinned to one of this upstream's servers.
   uint32_t pinned() const { return pinned_; }
   void on_pinned() { ++pinned_; }
@@ -106,6 +114,7 @@ class Upstream {
   TimeMs retry_at_ = 0;
   Outage outage_ = Outage::kFull;
   bool probe_in_flight_ = false;
+  TimeMs last_reached_ = 0;
   TimeMs next_probe_at_ = 0;
   std::string last_error_;
   std::vector<Pool*> pools_;
