@@ -88,7 +88,8 @@ HttpResult http_raw(uint16_t port, const std::string& request) {
 }
 
 HttpResult http_get(uint16_t port, const std::string& target) {
-  return http_raw(port, "GET " + target + " HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  return http_raw(port,
+                  "GET " + target + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
 }
 
 // The value of the sample whose line starts with `series` followed by a space.
