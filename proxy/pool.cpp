@@ -41,7 +41,9 @@ Pool::Pool(PoolHost& host, config::Database database, Upstream& upstream)
 }
 
 void Pool::reconfigure(const config::Database& database, Upstream& upstream, bool reconnect) {
-  database_ = database;
+  // The name is the pool's identity and stays; a ServerLogin holds a view
+  // of it.
+  database_.upstream = database.upstream;
   if (&upstream != upstream_) {
     auto& mine = upstream_->pools();
     mine.erase(std::remove(mine.begin(), mine.end(), this), mine.end());
@@ -50,8 +52,12 @@ void Pool::reconfigure(const config::Database& database, Upstream& upstream, boo
   }
   if (!reconnect) return;
   ++generation_;
-  // A login under way may already have used the old settings; it is closed
-  // at its first release, like the active servers.
+  // Logins under way may have sent the old user or database already: they
+  // start again with the new settings. Idle servers close now, active ones
+  // at their release (offer).
+  while (PooledServer* server = opening_.front()) {
+    server->close("its database's connection settings changed");
+  }
   while (PooledServer* server = idle_.front()) {
     server->close("its database's connection settings changed");
   }

@@ -49,9 +49,10 @@ class Pool {
   Upstream& upstream() { return *upstream_; }
 
   // ---- Reload ----
-  // Takes the reloaded settings of its database. With `reconnect` (the
-  // connection settings changed) a new generation starts: idle servers close
-  // now, the others when they are released. A new endpoint moves the pool to
+  // Takes the reloaded upstream settings of its database (the name stays).
+  // With `reconnect` (the connection settings changed) a new generation
+  // starts: logins under way and idle servers close now, active servers when
+  // they are released. A new endpoint moves the pool to
   // `upstream`; its servers keep counting against the old one until they
   // close. The TLS context, if any, is replaced by the caller.
   void reconfigure(const config::Database& database, Upstream& upstream, bool reconnect);
@@ -165,8 +166,11 @@ class Pool {
   // Whether this pool wants another server: waiting clients beyond those
   // being opened for, or fewer than min_server_connections.
   bool wants_servers() const;
-  // min_server_connections, or 0 once retired.
-  uint32_t min_servers() const { return retired_ ? 0 : host_.config().min_server_connections; }
+  // min_server_connections, or 0 once retired or while pgmux drains.
+  uint32_t min_servers() const {
+    if (retired_ || host_.draining_clients() || host_.paused()) return 0;
+    return host_.config().min_server_connections;
+  }
   void fail_waiters(const protocol::Error& error);
   void set_baseline();
 
