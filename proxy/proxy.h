@@ -150,7 +150,7 @@ class Proxy final : public PoolHost,
   void janitor_tick();
   // ---- Drain and reload (proxy/lifecycle.cpp) ----
   // Ends a drain when its condition holds or shutdown_timeout has passed.
-  void check_drain(TimeMs now);
+  void check_drain(TimeMs t);
   // Servers lent for a transaction (a pinned client between transactions
   // does not count).
   size_t busy_servers() const;

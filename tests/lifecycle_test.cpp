@@ -23,6 +23,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "tests/libpq_conn.h"
@@ -87,14 +88,27 @@ class PgmuxProcess {
                           users);
   }
   void write_raw_config(const std::string& text) { write_file(toml_, text); }
+  // The listen line, then `databases` (name, application_name) on the test's
+  // PostgreSQL.
+  void write_databases(const std::vector<std::pair<std::string, std::string>>& databases) {
+    std::string text = "listen = \"127.0.0.1:" + std::to_string(port_) + "\"\n";
+    text += "min_server_connections = 0\n";
+    for (const auto& [name, application_name] : databases) {
+      text += "[databases." + name + "]\nurl = \"" +
+              lifecycle_pg().url(kScramUser, kScramPassword) +
+              "?application_name=" + application_name + "\"\n";
+    }
+    write_file(toml_, text);
+  }
 
   uint16_t port() const { return port_; }
   pid_t pid() const { return pid_; }
   std::string log() const { return read_file(log_); }
   std::string conninfo(const std::string& user = kScramUser,
-                       const std::string& password = kScramPassword) const {
+                       const std::string& password = kScramPassword,
+                       const std::string& dbname = "app") const {
     return "host=127.0.0.1 port=" + std::to_string(port_) + " user=" + user +
-           " password=" + password + " dbname=app sslmode=disable connect_timeout=2";
+           " password=" + password + " dbname=" + dbname + " sslmode=disable connect_timeout=2";
   }
   void signal(int number) const { REQUIRE(kill(pid_, number) == 0); }
 
@@ -375,6 +389,54 @@ TEST_CASE("SIGHUP reloads passwords and the cap; a broken file keeps the running
   CHECK(log.find("\"two\"") == std::string::npos);
   CHECK(log.find("\"one\"") == std::string::npos);
   pgmux.signal(SIGTERM);
+}
+
+int backends_named(const std::string& application_name) {
+  return std::stoi(lifecycle_pg().query_value(
+      "select count(*) from pg_stat_activity where application_name = '" + application_name + "'"));
+}
+
+TEST_CASE("SIGHUP: a database added, one removed, one with new connection settings") {
+  PgmuxProcess pgmux("");
+  pgmux.wait_ready();  // Signal handlers are in place.
+  pgmux.write_databases({{"app", "lifecycle_a"}, {"old", "lifecycle_old"}});
+  pgmux.signal(SIGHUP);
+  REQUIRE(pgmux.wait_log("reload: applied"));
+  Conn app(pgmux.conninfo());
+  Conn old(pgmux.conninfo(kScramUser, kScramPassword, "old"));
+  REQUIRE(app.ok());
+  REQUIRE(old.ok());
+  CHECK(exec_error(app.raw, "select 1") == "");
+  CHECK(exec_error(old.raw, "select 1") == "");
+  CHECK(backends_named("lifecycle_a") == 1);  // Idle in the pool now.
+
+  pgmux.write_databases({{"app", "lifecycle_b"}, {"fresh", "lifecycle_fresh"}});
+  pgmux.signal(SIGHUP);
+  REQUIRE(pgmux.wait_log("database \"fresh\" added"));
+  // The idle server of the old settings is closed at once.
+  const auto deadline = Clock::now() + 5s;
+  while (backends_named("lifecycle_a") != 0) {
+    REQUIRE(Clock::now() < deadline);
+    std::this_thread::sleep_for(10ms);
+  }
+  CHECK(exec_error(app.raw, "select 1") == "");
+  CHECK(backends_named("lifecycle_b") == 1);
+  // A removed database serves its connected clients and refuses new ones.
+  CHECK(exec_error(old.raw, "select 1") == "");
+  Conn refused(pgmux.conninfo(kScramUser, kScramPassword, "old"));
+  CHECK_FALSE(refused.ok());
+  CHECK(refused.error().find("does not exist") != std::string::npos);
+  Conn fresh(pgmux.conninfo(kScramUser, kScramPassword, "fresh"));
+  REQUIRE(fresh.ok());
+  CHECK(exec_error(fresh.raw, "select 1") == "");
+  CHECK(backends_named("lifecycle_fresh") == 1);
+  const std::string log = pgmux.log();
+  INFO(log);
+  CHECK(log.find("database \"old\" removed") != std::string::npos);
+  CHECK(log.find("database \"app\": connection settings changed") != std::string::npos);
+  CHECK(log.find(kScramPassword) == std::string::npos);
+  pgmux.signal(SIGTERM);
+  CHECK(pgmux.wait_exit(10s));
 }
 
 // A client loop as an application with a reconnecting pool: a connection
