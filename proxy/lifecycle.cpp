@@ -99,7 +99,7 @@ size_t Proxy::busy_servers() const {
   size_t busy = 0;
   for (const auto& [id, server] : servers_) {
     if (server->pool_list != PoolList::kActive) continue;
-    const Link& link = const_cast<ServerConn&>(*server).link();
+    const Link& link = server->link();
     if (!(link.pinned() && link.clean())) ++busy;
   }
   return busy;

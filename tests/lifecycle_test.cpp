@@ -368,7 +368,8 @@ TEST_CASE("SIGHUP reloads passwords and the cap; a broken file keeps the running
   pgmux.wait_ready();
   CHECK(peak_backends(pgmux, "one", 5, 0.6) == 2);
 
-  pgmux.write_config("max_server_connections = 4\nlog_level = \"debug\"", users_two);
+  pgmux.write_config("max_server_connections = 4\nlog_level = \"debug\"\nso_reuseport = true",
+                     users_two);
   pgmux.signal(SIGHUP);
   REQUIRE(pgmux.wait_log("reload: applied"));
   {
@@ -378,6 +379,8 @@ TEST_CASE("SIGHUP reloads passwords and the cap; a broken file keeps the running
     CHECK(new_password.ok());
   }
   CHECK(peak_backends(pgmux, "two", 5, 0.6) == 4);
+  CHECK(pgmux.log().find("reload: so_reuseport changed; it takes effect only after a restart") !=
+        std::string::npos);
 
   pgmux.write_raw_config("listen = [broken\n");
   pgmux.signal(SIGHUP);
