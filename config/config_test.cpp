@@ -589,6 +589,14 @@ stats_period = "15s"
                  "admin_users must be an array of user names"));
   CHECK(contains(error_of(parse_toml("stats_users = [\"\"]\n", "p.toml", Config{})),
                  "stats_users has an empty entry"));
+
+  Config same = valid_config();
+  same.metrics_host = same.listen_host;
+  same.metrics_port = same.listen_port;
+  CHECK(contains(error_of(validate(same)), "metrics_listen is the same address as listen"));
+  Config zero = valid_config();
+  zero.shutdown_timeout = Duration::zero();
+  CHECK(contains(error_of(validate(zero)), "shutdown_timeout must be greater than zero"));
 }
 
 }  // namespace

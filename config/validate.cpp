@@ -141,7 +141,8 @@ Status validate(const Config& c) {
                         std::to_string(c.max_server_connections) +
                         "); lower min_server_connections or raise max_server_connections");
   }
-  const std::array<std::pair<std::string_view, Duration>, 7> timeouts = {{
+  const std::array<std::pair<std::string_view, Duration>, 8> timeouts = {{
+      {"shutdown_timeout", c.shutdown_timeout},
       {"client_login_timeout", c.client_login_timeout},
       {"query_wait_timeout", c.query_wait_timeout},
       {"server_lifetime", c.server_lifetime},
@@ -165,6 +166,12 @@ Status validate(const Config& c) {
     return config_error(
         "server_probe_interval must not be negative; the default is \"250ms\" (0 turns probes "
         "off)");
+  }
+  if (c.metrics_enabled() && c.metrics_port != 0 && c.metrics_port == c.listen_port &&
+      c.metrics_host == c.listen_host) {
+    return config_error("metrics_listen is the same address as listen (" + c.listen_host + ":" +
+                        std::to_string(c.listen_port) +
+                        "); give /metrics its own port, e.g. \"127.0.0.1:9930\"");
   }
   if (c.max_message_size < 8192) {
     return config_error("max_message_size is " + std::to_string(c.max_message_size) +

@@ -17,6 +17,7 @@
 #include "config/diff.h"
 #include "protocol/sqlstate.h"
 #include "proxy/log.h"
+#include "proxy/notify.h"
 #include "proxy/proxy.h"
 
 namespace pgmux::proxy {
@@ -64,6 +65,7 @@ void Proxy::shutdown(ShutdownMode mode) {
   }
   draining_ = true;
   drain_mode_ = mode;
+  notify_systemd("STOPPING=1");
   drain_deadline_ = now() + static_cast<uint64_t>(config_.shutdown_timeout.count());
   if (listener_open_) {
     listener_open_ = false;
@@ -154,6 +156,15 @@ protocol::Result<std::unique_ptr<TlsContext>> Proxy::upstream_tls_for(
 
 protocol::Status Proxy::reload() {
   if (stopping_ || draining_) return Error{"", "pgmux is shutting down"};
+  // systemd's notify-reload protocol: RELOADING=1, then READY=1 whatever
+  // the outcome (a rejected reload leaves pgmux running as before).
+  notify_systemd_reloading();
+  protocol::Status status = apply_reload();
+  notify_systemd("READY=1");
+  return status;
+}
+
+protocol::Status Proxy::apply_reload() {
   protocol::Result<config::Config> loaded = config::load(load_options_);
   if (!loaded) {
     spdlog::error("reload: the new configuration is rejected, the running one stays: {}",

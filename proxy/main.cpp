@@ -9,6 +9,7 @@
 
 #include "config/config.h"
 #include "proxy/log.h"
+#include "proxy/notify.h"
 #include "proxy/proxy.h"
 
 namespace {
@@ -20,6 +21,7 @@ connections (transaction pooling).
 
 options:
   -c, --config FILE   read settings from a TOML file (see docs/configuration.md)
+      --check         load and validate the settings, print the result, exit
   -h, --help          show this help
   -V, --version       show the version
 
@@ -36,6 +38,7 @@ from the command line.
 
 int main(int argc, char** argv) {
   std::optional<std::string> config_path;
+  bool check_only = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
@@ -46,7 +49,9 @@ int main(int argc, char** argv) {
       std::puts("pgmux 0.1.0");
       return 0;
     }
-    if ((arg == "-c" || arg == "--config") && i + 1 < argc) {
+    if (arg == "--check") {
+      check_only = true;
+    } else if ((arg == "-c" || arg == "--config") && i + 1 < argc) {
       config_path = argv[++i];
     } else if (arg.rfind("--config=", 0) == 0) {
       config_path = arg.substr(std::strlen("--config="));
@@ -60,6 +65,13 @@ int main(int argc, char** argv) {
   if (!config) {
     std::fprintf(stderr, "pgmux: %s\n", config.error().message.c_str());
     return 2;
+  }
+  if (check_only) {
+    for (const std::string& warning : config->warnings) {
+      std::fprintf(stderr, "pgmux: warning: %s\n", warning.c_str());
+    }
+    std::printf("pgmux: the configuration is valid (%zu databases)\n", config->databases.size());
+    return 0;
   }
   pgmux::proxy::init_logging(config->log_level,
                              config->log_format == pgmux::config::LogFormat::kJson);
@@ -75,6 +87,7 @@ int main(int argc, char** argv) {
       exit_code = 1;
     } else {
       proxy.handle_signals();
+      pgmux::proxy::notify_systemd("READY=1");
     }
     uv_run(loop, UV_RUN_DEFAULT);
   }

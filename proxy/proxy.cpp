@@ -11,6 +11,7 @@
 #include "proxy/cancel.h"
 #include "proxy/listen_socket.h"
 #include "proxy/log.h"
+#include "proxy/notify.h"
 #include "proxy/probe.h"
 #include "proxy/stats_period.h"
 
@@ -140,6 +141,7 @@ void Proxy::on_async(uv_async_t* handle) { static_cast<Proxy*>(handle->data)->st
 void Proxy::stop() {
   if (stopping_) return;
   stopping_ = true;
+  if (!draining_) notify_systemd("STOPPING=1");  // A drain has said so already.
   draining_ = true;
   if (listener_open_) {
     listener_open_ = false;

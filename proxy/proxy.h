@@ -149,6 +149,8 @@ class Proxy final : public PoolHost,
   void accept_client();
   void janitor_tick();
   // ---- Drain and reload (proxy/lifecycle.cpp) ----
+  // reload() without the systemd notifications around it.
+  protocol::Status apply_reload();
   // Ends a drain when its condition holds or shutdown_timeout has passed.
   void check_drain(TimeMs t);
   // Servers lent for a transaction (a pinned client between transactions
