@@ -162,7 +162,7 @@ class Proxy final : public PoolHost,
   // sslmode disable).
   protocol::Result<std::unique_ptr<TlsContext>> upstream_tls_for(const config::Database& database);
   // Ends a stats_period: rolls every pool's period marks, logs the stats lines.
-  void end_stats_period(TimeMs now);
+  void end_stats_period(TimeMs t);
   // ProbeEvents
   void on_probe_done(Probe& probe, bool connected) override;
   void on_probe_closed(Probe& probe) override;
