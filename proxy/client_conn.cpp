@@ -162,6 +162,12 @@ void ClientConn::welcome(const ParameterList& params) {
 }
 
 void ClientConn::process_idle() {
+  // Draining: a transaction boundary is where a client's session ends (its
+  // server has just been released, or it has none).
+  if (pool_->draining_clients()) {
+    fail(sqlstate::kAdminShutdown, kAdminShutdownMessage);
+    return;
+  }
   Buffer& in = stream_.input();
   while (state_ == State::kIdle) {
     protocol::ByteView bytes = in.unparsed();

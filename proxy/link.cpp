@@ -11,6 +11,7 @@
 #include "protocol/extended.h"
 #include "protocol/message_type.h"
 #include "protocol/messages.h"
+#include "protocol/sqlstate.h"
 #include "proxy/pool.h"
 
 namespace pgmux::proxy {
@@ -51,7 +52,7 @@ void Link::end() {
   release_after_flush_ = false;
   if (pinned_) {
     pinned_ = false;
-    pool_.upstream().on_unpinned();
+    pinned_on_->on_unpinned();
   }
 }
 
@@ -283,11 +284,24 @@ void Link::flush_to_client() {
   if (!server_.stream().lending() && drain_to_client()) maybe_release();
 }
 
+void Link::on_drain() {
+  // A client that is not pinned is closed when its server is released; a
+  // pinned one between transactions holds its server with nothing in flight.
+  if (!active() || !pinned_) return;
+  release_after_flush_ = true;
+  maybe_release();
+}
+
 void Link::maybe_release() {
   if (!release_after_flush_ || !active()) return;
-  // A pinned client keeps its server: its session state lives there.
+  // A pinned client keeps its server: its session state lives there. While
+  // pgmux drains, the end of its transaction is the end of its session.
   if (pinned_) {
     release_after_flush_ = false;
+    if (pool_.draining_clients() && clean() && !server_.stream().lending() &&
+        !server_.stream().lent_write_pending() && client_left_ == 0) {
+      client_->fail(protocol::sqlstate::kAdminShutdown, kAdminShutdownMessage, {});
+    }
     return;
   }
   if (!clean()) {

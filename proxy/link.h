@@ -43,6 +43,7 @@
 namespace pgmux::proxy {
 
 class Pool;
+class Upstream;
 
 // What a Link needs of its client.
 class LinkClient {
@@ -106,6 +107,10 @@ class Link {
   void on_client_departed();
   // The server is closing while paired: the Link ends and the client hears.
   void on_server_closing();
+  // pgmux started draining: a pinned client between transactions gets
+  // FATAL 57P01 now (its server cannot be released); others are closed
+  // when their server is released (ClientConn).
+  void on_drain();
 
   // ---- Events from the connections ----
   // New bytes in the client's input / the server's input.
@@ -225,6 +230,9 @@ class Link {
   bool copy_in_ = false;
   bool assembling_ = false;
   bool pinned_ = false;
+  // The budget the pin counts against (the pool's upstream when it pinned;
+  // a reload may move the pool).
+  Upstream* pinned_on_ = nullptr;
   PendingQueue pending_;
   // SET/RESET of unreported parameters awaiting the ReadyForQuery that
   // confirms them; untracked_reset_all_ for RESET ALL / DISCARD ALL.

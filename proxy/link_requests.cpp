@@ -449,7 +449,8 @@ Link::SqlAction Link::inspect_sql(std::string_view sql, bool named_parse, Statem
 void Link::pin() {
   if (pinned_) return;
   pinned_ = true;
-  pool_.upstream().on_pinned();
+  pinned_on_ = &pool_.upstream();
+  pinned_on_->on_pinned();
   spdlog::warn(
       "{}: session-level statement in transaction mode: pinned to {} until it "
       "disconnects or runs DISCARD ALL ({} pinned)",
@@ -459,7 +460,7 @@ void Link::pin() {
 void Link::unpin() {
   if (!pinned_) return;
   pinned_ = false;
-  pool_.upstream().on_unpinned();
+  pinned_on_->on_unpinned();
   spdlog::info("{}: DISCARD ALL: unpinned from its server", client_->tag());
 }
 

@@ -35,9 +35,32 @@ ConnectFailure classify_failure(const protocol::Error& error, LoginFailure kind)
 
 }  // namespace
 
-Pool::Pool(PoolHost& host, const config::Database& database, Upstream& upstream)
-    : host_(host), database_(database), upstream_(upstream) {
-  upstream_.pools().push_back(this);
+Pool::Pool(PoolHost& host, config::Database database, Upstream& upstream)
+    : host_(host), database_(std::move(database)), upstream_(&upstream) {
+  upstream_->pools().push_back(this);
+}
+
+void Pool::reconfigure(const config::Database& database, Upstream& upstream, bool reconnect) {
+  // The name is the pool's identity and stays; a ServerLogin holds a view
+  // of it.
+  database_.upstream = database.upstream;
+  if (&upstream != upstream_) {
+    auto& mine = upstream_->pools();
+    mine.erase(std::remove(mine.begin(), mine.end(), this), mine.end());
+    upstream_ = &upstream;
+    upstream_->pools().push_back(this);
+  }
+  if (!reconnect) return;
+  ++generation_;
+  // Logins under way may have sent the old user or database already: they
+  // start again with the new settings. Idle servers close now, active ones
+  // at their release (offer).
+  while (PooledServer* server = opening_.front()) {
+    server->close("its database's connection settings changed");
+  }
+  while (PooledServer* server = idle_.front()) {
+    server->close("its database's connection settings changed");
+  }
 }
 
 // ---- Clients ----------------------------------------------------------------
@@ -54,6 +77,10 @@ void Pool::request_welcome(PooledClient* client) {
 void Pool::acquire(PooledClient* client) {
   const TimeMs now = host_.now();
   client->queued_at_us = 0;
+  if (host_.paused()) {
+    link(client, PoolList::kWaiting);  // Until the process stops.
+    return;
+  }
   const auto check_ms = static_cast<uint64_t>(host_.config().server_check_delay.count());
   while (PooledServer* server = idle_.front()) {
     // A server that died while idle is never handed out: nothing of the
@@ -104,22 +131,24 @@ void Pool::fail_waiters(const protocol::Error& error) {
 
 void Pool::on_server_opening(PooledServer* server) {
   server->opening_since_us = now_us();
-  if (upstream_.failures() > 0) ++stats_.retries;
+  server->upstream = upstream_;
+  server->generation = generation_;
+  if (upstream_->failures() > 0) ++stats_.retries;
   link(server, PoolList::kOpening);
-  upstream_.on_opening();
+  upstream_->on_opening();
 }
 
 void Pool::on_server_ready(PooledServer* server) {
-  const bool was_failing = upstream_.failures() > 0;
+  const bool was_failing = upstream_->failures() > 0;
   ++stats_.server_connects;
   stats_.connect_time.observe(now_us() - server->opening_since_us);
-  upstream_.on_logged_in();
+  server->upstream->on_logged_in();
   unlink(server);
   if (was_failing) {
     spdlog::info("{}: the upstream accepts connections again", server->tag());
   }
-  upstream_.on_success();
-  upstream_.on_reached(host_.now());
+  upstream_->on_success();
+  upstream_->on_reached(host_.now());
   if (!has_welcome()) {
     welcome_params_ = server->parameters();
     if (welcome_params_.empty()) welcome_params_.emplace_back("server_version", "unknown");
@@ -134,11 +163,11 @@ void Pool::on_server_ready(PooledServer* server) {
     launch_if_needed(now);
     return;
   }
-  for (Pool* pool : upstream_.pools()) pool->launch_if_needed(now);
+  for (Pool* pool : upstream_->pools()) pool->launch_if_needed(now);
 }
 
 void Pool::on_server_checked(PooledServer* server) {
-  upstream_.on_reached(host_.now());
+  upstream_->on_reached(host_.now());
   unlink(server);
   offer(server);
 }
@@ -177,6 +206,18 @@ void Pool::offer(PooledServer* server) {
     server->close("server_lifetime reached");
     return;
   }
+  if (server->generation != generation_) {
+    server->close("its database's connection settings changed");
+    return;
+  }
+  if (server->upstream->open() > server->upstream->cap() && !host_.stopping()) {
+    server->close("max_server_connections was lowered");
+    return;
+  }
+  if (host_.paused()) {
+    link(server, PoolList::kIdle, /*front=*/true);
+    return;
+  }
   if (PooledClient* client = pop(PoolList::kWaiting)) {
     attach(server, client);
     return;
@@ -188,17 +229,17 @@ void Pool::on_server_login_failed(PooledServer* server, const protocol::Error& e
                                   LoginFailure kind) {
   const TimeMs now = host_.now();
   ++stats_.connect_failures[static_cast<size_t>(classify_failure(error, kind))];
-  upstream_.set_last_error(error.sqlstate + " " + error.message);
+  upstream_->set_last_error(error.sqlstate + " " + error.message);
   // 57P03 (starting up, shutting down) is "no capacity" to the clients, who
   // keep waiting, but the upstream is going down or coming up, not full: a
   // probe can tell when it is back, as for an unreachable one.
   const bool down =
       kind == LoginFailure::kUnreachable || error.sqlstate == sqlstate::kCannotConnectNow;
-  const uint64_t delay = upstream_.on_failure(
+  const uint64_t delay = upstream_->on_failure(
       now, host_.rng(), down ? Upstream::Outage::kDown : Upstream::Outage::kFull);
   const size_t waiting = waiting_.size() + welcome_.size();
   // One warning per backoff step; probes log at debug.
-  const char* sooner = down && upstream_.probes() ? ", or as soon as a probe connects" : "";
+  const char* sooner = down && upstream_->probes() ? ", or as soon as a probe connects" : "";
   if (kind == LoginFailure::kNoCapacity) {
     spdlog::warn("{}: no capacity upstream ({} {}); {} clients waiting; retrying in {} ms{}",
                  server->tag(), error.sqlstate, error.message, waiting, delay, sooner);
@@ -219,7 +260,7 @@ void Pool::on_server_login_failed(PooledServer* server, const protocol::Error& e
 }
 
 void Pool::on_server_closing(PooledServer* server) {
-  upstream_.on_closed(server->pool_list == PoolList::kOpening);
+  server->upstream->on_closed(server->pool_list == PoolList::kOpening);
   unlink(server);
   if (!host_.stopping()) launch_if_needed(host_.now());
 }
@@ -283,21 +324,20 @@ PooledClient* Pool::pop(PoolList where) {
 
 bool Pool::wants_servers() const {
   const size_t demand = waiting_.size() + (!has_welcome() && !welcome_.empty() ? 1 : 0);
-  return demand > opening_.size() + checking_.size() ||
-         server_count() < host_.config().min_server_connections;
+  return demand > opening_.size() + checking_.size() || server_count() < min_servers();
 }
 
 void Pool::launch_if_needed(TimeMs now) {
-  if (host_.stopping()) return;
+  if (host_.stopping() || host_.paused()) return;
   const size_t demand = waiting_.size() + (!has_welcome() && !welcome_.empty() ? 1 : 0);
   // After a failure, may_open allows one login at a time until one succeeds.
   // Servers being checked are on their way to a client, like those opening.
-  while (demand > opening_.size() + checking_.size() && upstream_.may_open(now)) {
-    if (!upstream_.has_room()) {
+  while (demand > opening_.size() + checking_.size() && upstream_->may_open(now)) {
+    if (!upstream_->has_room()) {
       // The cap is shared: an idle server of another pool on this upstream
       // makes room for ours.
       bool freed = false;
-      for (Pool* other : upstream_.pools()) {
+      for (Pool* other : upstream_->pools()) {
         if (other != this && other->give_up_idle_server()) {
           freed = true;
           break;
@@ -323,31 +363,38 @@ void Pool::open_needed(TimeMs now) {
   if (host_.stopping()) return;
   // Keep min_server_connections warm (Supavisor drops a pool with no
   // connection, and a warm pool answers the first query at once).
-  const uint32_t min = host_.config().min_server_connections;
-  while (server_count() < min && upstream_.has_room() && upstream_.may_open(now)) {
+  const uint32_t min = min_servers();
+  while (server_count() < min && upstream_->has_room() && upstream_->may_open(now)) {
     const size_t before = opening_.size();
     host_.open_server(*this);
     if (opening_.size() == before) break;
   }
   launch_if_needed(now);
-  if (wants_servers() && upstream_.wants_probe(now)) {
-    upstream_.on_probe_started(now);
-    spdlog::debug("{}: probing {}", database_.name, upstream_.endpoint());
+  if (wants_servers() && upstream_->wants_probe(now)) {
+    upstream_->on_probe_started(now);
+    spdlog::debug("{}: probing {}", database_.name, upstream_->endpoint());
     host_.probe(*this);
   }
 }
 
 void Pool::on_probe_done(bool connected) {
   const TimeMs now = host_.now();
-  const bool ended = upstream_.on_probe_done(connected, now);
-  spdlog::debug("{}: probe of {} {}", database_.name, upstream_.endpoint(),
+  const bool ended = upstream_->on_probe_done(connected, now);
+  spdlog::debug("{}: probe of {} {}", database_.name, upstream_->endpoint(),
                 connected ? "connected" : "failed");
   if (!ended || host_.stopping()) return;
-  for (Pool* pool : upstream_.pools()) pool->open_needed(now);
+  for (Pool* pool : upstream_->pools()) pool->open_needed(now);
 }
 
 void Pool::tick(TimeMs now) {
   const config::Config& config = host_.config();
+  // max_server_connections was lowered by a reload: the coldest idle
+  // servers go until the upstream is back within its cap.
+  while (upstream_->open() > upstream_->cap()) {
+    PooledServer* server = idle_.back();
+    if (server == nullptr) break;
+    server->close("max_server_connections was lowered");
+  }
   const auto wait_ms = static_cast<uint64_t>(config.query_wait_timeout.count());
 
   // The queue is FIFO with one deadline, so only its head can be late.
@@ -357,13 +404,13 @@ void Pool::tick(TimeMs now) {
     client->queued_at_us = 0;
     ++stats_.queue_timeouts;
     std::string message = "pgmux waited " + seconds_text(wait_ms) + " for one of " +
-                          std::to_string(upstream_.cap()) +
+                          std::to_string(upstream_->cap()) +
                           " busy server connections; the query was not run";
     std::string hint =
         "Retry the transaction. If this persists, raise query_wait_timeout or "
         "max_server_connections, or shorten transactions.";
-    if (server_count() == 0 && !upstream_.last_error().empty()) {
-      message += " (the upstream is not accepting connections: " + upstream_.last_error() + ")";
+    if (server_count() == 0 && !upstream_->last_error().empty()) {
+      message += " (the upstream is not accepting connections: " + upstream_->last_error() + ")";
     }
     spdlog::warn("{}: waited {} for a server; sending 53300", client->tag(), seconds_text(wait_ms));
     client->fail_request(sqlstate::kTooManyConnections, message, hint);
@@ -373,7 +420,7 @@ void Pool::tick(TimeMs now) {
     if (now < client->pool_since + wait_ms) break;
     unlink(client);
     std::string message = "pgmux could not log in to the upstream within " + seconds_text(wait_ms);
-    if (!upstream_.last_error().empty()) message += ": " + upstream_.last_error();
+    if (!upstream_->last_error().empty()) message += ": " + upstream_->last_error();
     client->fail(sqlstate::kTooManyConnections, message, {});
   }
 
@@ -408,8 +455,7 @@ void Pool::tick(TimeMs now) {
     if (!recycled && now >= server->expires_at()) {
       server->close("server_lifetime reached");
       recycled = true;
-    } else if (now >= server->idle_since() + idle_ms &&
-               server_count() > config.min_server_connections) {
+    } else if (now >= server->idle_since() + idle_ms && server_count() > min_servers()) {
       server->close("server_idle_timeout reached");
     }
     server = next;

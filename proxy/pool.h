@@ -40,17 +40,37 @@ namespace pgmux::proxy {
 
 class Pool {
  public:
-  // `database` and `upstream` must outlive the Pool.
-  Pool(PoolHost& host, const config::Database& database, Upstream& upstream);
+  // The Pool keeps its own copy of `database`; `upstream` must outlive it.
+  Pool(PoolHost& host, config::Database database, Upstream& upstream);
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
 
   const config::Database& database() const { return database_; }
-  Upstream& upstream() { return upstream_; }
+  Upstream& upstream() { return *upstream_; }
+
+  // ---- Reload ----
+  // Takes the reloaded upstream settings of its database (the name stays).
+  // With `reconnect` (the connection settings changed) a new generation
+  // starts: logins under way and idle servers close now, active servers when
+  // they are released. A new endpoint moves the pool to
+  // `upstream`; its servers keep counting against the old one until they
+  // close. The TLS context, if any, is replaced by the caller.
+  void reconfigure(const config::Database& database, Upstream& upstream, bool reconnect);
+  // The database is gone from the configuration: no new client may log in
+  // to it (the Proxy's find_pool skips it); its clients are still served.
+  void retire() { retired_ = true; }
+  void unretire() { retired_ = false; }
+  bool retired() const { return retired_; }
+  uint64_t generation() const { return generation_; }
+  // Drain and pause, as the host says (PoolHost::draining_clients, paused).
+  bool draining_clients() const { return host_.draining_clients(); }
   const std::string& name() const { return database_.name; }
   // TLS towards the upstream, or nullptr when sslmode is disable.
   const TlsContext* upstream_tls() const { return upstream_tls_.get(); }
-  void set_upstream_tls(std::unique_ptr<TlsContext> context) { upstream_tls_ = std::move(context); }
+  void set_upstream_tls(std::unique_ptr<TlsContext> context) {
+    if (upstream_tls_) old_tls_.push_back(std::move(upstream_tls_));
+    upstream_tls_ = std::move(context);
+  }
   // Whether a new server sends an SSLRequest first: always with a context,
   // but under sslmode=allow only once the upstream has refused a plaintext
   // login (libpq's allow then retries with TLS; the pool remembers it).
@@ -146,13 +166,23 @@ class Pool {
   // Whether this pool wants another server: waiting clients beyond those
   // being opened for, or fewer than min_server_connections.
   bool wants_servers() const;
+  // min_server_connections, or 0 once retired or while pgmux drains.
+  uint32_t min_servers() const {
+    if (retired_ || host_.draining_clients() || host_.paused()) return 0;
+    return host_.config().min_server_connections;
+  }
   void fail_waiters(const protocol::Error& error);
   void set_baseline();
 
   PoolHost& host_;
-  const config::Database& database_;
-  Upstream& upstream_;
+  config::Database database_;
+  Upstream* upstream_;
+  uint64_t generation_ = 0;
+  bool retired_ = false;
   std::unique_ptr<TlsContext> upstream_tls_;
+  // Contexts replaced by a reload: a server or cancel opened with one may
+  // still point at it, so it lives as long as the pool.
+  std::vector<std::unique_ptr<TlsContext>> old_tls_;
   bool plaintext_refused_ = false;  // sslmode=allow: see asks_for_tls().
   ParameterList welcome_params_;
   ParameterList baseline_;  // Normalised names.

@@ -21,8 +21,14 @@
 namespace pgmux::proxy {
 
 class Pool;
+class Upstream;
 
-using TimeMs = uint64_t;  // uv_now(): milliseconds, monotonic.
+using TimeMs = uint64_t;
+
+// The FATAL 57P01 wording of PostgreSQL (and PgBouncer) for a connection
+// ended by a shutdown.
+inline constexpr std::string_view kAdminShutdownMessage =
+    "terminating connection due to administrator command";  // uv_now(): milliseconds, monotonic.
 using ParameterList = std::vector<std::pair<std::string, std::string>>;
 
 // Why a server's connect or login failed, which decides what waiting
@@ -44,6 +50,12 @@ class PooledServer : public PoolLink {
  public:
   PoolList pool_list = PoolList::kNone;  // Managed by Pool only.
   uint64_t opening_since_us = 0;         // now_us() at on_server_opening; for stats.
+  // The budget it counts against and its pool's generation when it opened;
+  // set by Pool::on_server_opening. A reload may move the pool to another
+  // upstream or start a new generation: the server still counts against the
+  // one it opened on, and an old generation is closed at release.
+  Upstream* upstream = nullptr;
+  uint64_t generation = 0;
 
   virtual const std::string& tag() const = 0;
   // The ParameterStatus set of its login.
@@ -102,6 +114,12 @@ class PoolHost {
   virtual std::mt19937_64& rng() = 0;
   virtual const config::Config& config() const = 0;
   virtual bool stopping() const = 0;
+  // Draining (SIGTERM, SHUTDOWN WAIT_FOR_CLIENTS): each client is closed
+  // with 57P01 at its next transaction boundary.
+  virtual bool draining_clients() const { return false; }
+  // Paused (SIGINT, SHUTDOWN WAIT_FOR_SERVERS): no server is handed out;
+  // clients that want one wait in the queue until the process stops.
+  virtual bool paused() const { return false; }
   // Starts a server connection for `pool`, which calls pool.on_server_opening
   // before this returns (and may fail, and close, before it returns too).
   virtual void open_server(Pool& pool) = 0;

@@ -134,6 +134,8 @@ class FakeHost final : public PoolHost {
   std::mt19937_64& rng() override { return rng_; }
   const config::Config& config() const override { return config_; }
   bool stopping() const override { return false; }
+  bool draining_clients() const override { return draining; }
+  bool paused() const override { return paused_; }
   void open_server(Pool& pool) override {
     servers.push_back(std::make_unique<FakeServer>(pool, now_));  // Binds to now_.
     pool.on_server_opening(servers.back().get());
@@ -163,6 +165,8 @@ class FakeHost final : public PoolHost {
   config::Config config_;
   std::vector<std::unique_ptr<FakeServer>> servers;
   int probes = 0;
+  bool draining = false;
+  bool paused_ = false;
 
  private:
   std::mt19937_64 rng_{42};

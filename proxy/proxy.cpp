@@ -9,6 +9,7 @@
 
 #include "protocol/sqlstate.h"
 #include "proxy/cancel.h"
+#include "proxy/listen_socket.h"
 #include "proxy/log.h"
 #include "proxy/metrics_service.h"
 #include "proxy/notify.h"
@@ -36,41 +37,14 @@ Proxy::Proxy(config::Config config, uv_loop_t* loop)
       blocks_(size_t{16} * 1024),
       rng_(std::random_device{}()) {
   for (const config::Database& database : config_.databases) {
-    const std::string endpoint = database.upstream.endpoint();
-    Upstream* upstream = nullptr;
-    for (auto& existing : upstreams_) {
-      if (existing->endpoint() == endpoint) upstream = existing.get();
-    }
-    if (upstream == nullptr) {
-      upstreams_.push_back(
-          std::make_unique<Upstream>(endpoint, config_.max_server_connections, config_));
-      upstream = upstreams_.back().get();
-    }
-    pools_.push_back(std::make_unique<Pool>(*this, database, *upstream));
+    pools_.push_back(
+        std::make_unique<Pool>(*this, database, upstream_for(database.upstream.endpoint())));
   }
 }
 
 Proxy::~Proxy() = default;
 
 uint16_t Proxy::metrics_port() const { return metrics_ != nullptr ? metrics_->port() : 0; }
-
-namespace {
-
-TlsVerify verify_for(config::SslMode mode, const std::string& root_cert) {
-  switch (mode) {
-    case config::SslMode::kVerifyFull:
-      return TlsVerify::kFull;
-    case config::SslMode::kVerifyCa:
-      return TlsVerify::kCa;
-    case config::SslMode::kRequire:
-      // As libpq: with a root certificate given, require checks the chain.
-      return root_cert.empty() ? TlsVerify::kNone : TlsVerify::kCa;
-    default:
-      return TlsVerify::kNone;
-  }
-}
-
-}  // namespace
 
 protocol::Status Proxy::start() {
   // Writes to a closed socket must fail with EPIPE, not kill the process.
@@ -86,16 +60,9 @@ protocol::Status Proxy::start() {
     client_tls_ = std::move(*context);
   }
   for (auto& pool : pools_) {
-    const config::Upstream& up = pool->database().upstream;
-    // allow needs a context too: it retries a refused plaintext login with TLS.
-    if (up.sslmode == config::SslMode::kDisable) continue;
-    auto context = TlsContext::client(verify_for(up.sslmode, up.sslrootcert), up.sslrootcert,
-                                      up.sslcert, up.sslkey);
-    if (!context) {
-      return Error{"", "TLS to the upstream of database \"" + pool->name() +
-                           "\": " + context.error().message};
-    }
-    pool->set_upstream_tls(std::move(*context));
+    auto context = upstream_tls_for(pool->database());
+    if (!context) return context.error();
+    if (*context) pool->set_upstream_tls(std::move(*context));
   }
   sockaddr_storage address{};
   const char* host = config_.listen_host.c_str();
@@ -105,12 +72,14 @@ protocol::Status Proxy::start() {
   }
   uv_tcp_init(loop_, &listener_);
   listener_.data = this;
+  listener_open_ = true;
   uv_timer_init(loop_, &janitor_);
   janitor_.data = this;
   uv_async_init(loop_, &stop_async_, &Proxy::on_async);
   stop_async_.data = this;
   started_ = true;
-  int rc = uv_tcp_bind(&listener_, reinterpret_cast<const sockaddr*>(&address), 0);
+  int rc =
+      bind_listener(&listener_, reinterpret_cast<const sockaddr*>(&address), config_.so_reuseport);
   if (rc == 0)
     rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 4096, &Proxy::on_connection);
   if (rc != 0) {
@@ -150,20 +119,31 @@ protocol::Status Proxy::start() {
 void Proxy::handle_signals() {
   uv_signal_init(loop_, &sigint_);
   uv_signal_init(loop_, &sigterm_);
-  sigint_.data = sigterm_.data = this;
+  uv_signal_init(loop_, &sighup_);
+  sigint_.data = sigterm_.data = sighup_.data = this;
   uv_signal_start(&sigint_, &Proxy::on_signal, SIGINT);
   uv_signal_start(&sigterm_, &Proxy::on_signal, SIGTERM);
+  uv_signal_start(&sighup_, &Proxy::on_signal, SIGHUP);
   signals_ = true;
 }
 
 void Proxy::on_signal(uv_signal_t* handle, int signum) {
-  spdlog::info("received {}: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
-  static_cast<Proxy*>(handle->data)->stop();
+  auto* self = static_cast<Proxy*>(handle->data);
+  switch (signum) {
+    case SIGHUP:
+      spdlog::info("received SIGHUP: reloading the configuration");
+      (void)self->reload();  // Logs its outcome.
+      break;
+    case SIGTERM:
+      spdlog::info("received SIGTERM");
+      self->shutdown(ShutdownMode::kWaitForClients);
+      break;
+    default:
+      spdlog::info("received SIGINT");
+      self->shutdown(ShutdownMode::kWaitForServers);
+      break;
+  }
 }
-
-void Proxy::shutdown(ShutdownMode /*mode*/) { stop(); }
-
-protocol::Status Proxy::reload() { return Error{"", "RELOAD is not supported yet"}; }
 
 void Proxy::request_stop() { uv_async_send(&stop_async_); }
 
@@ -172,9 +152,13 @@ void Proxy::on_async(uv_async_t* handle) { static_cast<Proxy*>(handle->data)->st
 void Proxy::stop() {
   if (stopping_) return;
   stopping_ = true;
-  notify_systemd("STOPPING=1");
-  if (started_) {
+  if (!draining_) notify_systemd("STOPPING=1");  // A drain has said so already.
+  draining_ = true;
+  if (listener_open_) {
+    listener_open_ = false;
     uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
+  }
+  if (started_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&janitor_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&stop_async_), nullptr);
   }
@@ -182,6 +166,7 @@ void Proxy::stop() {
   if (signals_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&sighup_), nullptr);
   }
   for (auto& pool : pools_) pool->close_all();
   for (CancelConn* cancel = cancel_order_.front(); cancel != nullptr;) {
@@ -241,7 +226,7 @@ void Proxy::accept_client() {
 
 Pool* Proxy::find_pool(std::string_view database) {
   for (auto& pool : pools_) {
-    if (pool->name() == database) return pool.get();
+    if (pool->name() == database && !pool->retired()) return pool.get();
   }
   return nullptr;
 }
@@ -399,6 +384,8 @@ void Proxy::janitor_tick() {
   }
   for (auto& pool : pools_) pool->tick(t);
   if (metrics_ != nullptr) metrics_->tick(t);
+  check_drain(t);
+  if (stopping_) return;
   // Once a second, buffer blocks unused for that long go back to the system.
   if (++janitor_ticks_ % 10 == 0 && blocks_.trim(kCachedBlocksFloor) > 0) malloc_trim(0);
 }

@@ -55,7 +55,8 @@ class Proxy final : public PoolHost,
   uint16_t port() const { return port_; }
   // The /metrics, /healthz and /readyz port; 0 without metrics_listen.
   uint16_t metrics_port() const;
-  // SIGINT and SIGTERM call stop().
+  // SIGTERM: shutdown(kWaitForClients); SIGINT: shutdown(kWaitForServers);
+  // a second one while draining stops at once; SIGHUP: reload().
   void handle_signals();
   // Closes the listener and every connection; the loop then runs dry.
   void stop();
@@ -73,6 +74,11 @@ class Proxy final : public PoolHost,
   protocol::Status reload();
   // Draining after SIGTERM/SIGINT or SHUTDOWN WAIT_*: not accepting.
   bool draining() const { return draining_; }
+  // PoolHost: which drain (see ShutdownMode).
+  bool draining_clients() const override {
+    return draining_ && drain_mode_ == ShutdownMode::kWaitForClients;
+  }
+  bool paused() const override { return draining_ && drain_mode_ == ShutdownMode::kWaitForServers; }
   // Where the configuration came from, for reload().
   void set_load_options(config::LoadOptions options) { load_options_ = std::move(options); }
   // The pools, upstreams and clients, for the admin console and /metrics.
@@ -146,6 +152,19 @@ class Proxy final : public PoolHost,
   static void on_async(uv_async_t* handle);
   void accept_client();
   void janitor_tick();
+  // ---- Drain and reload (proxy/lifecycle.cpp) ----
+  // reload() without the systemd notifications around it.
+  protocol::Status apply_reload();
+  // Ends a drain when its condition holds or shutdown_timeout has passed.
+  void check_drain(TimeMs t);
+  // Servers lent for a transaction (a pinned client between transactions
+  // does not count).
+  size_t busy_servers() const;
+  // The Upstream for `endpoint`, made if new.
+  Upstream& upstream_for(const std::string& endpoint);
+  // The TLS context `database` needs towards its upstream (nullptr with
+  // sslmode disable).
+  protocol::Result<std::unique_ptr<TlsContext>> upstream_tls_for(const config::Database& database);
   // Ends a stats_period: rolls every pool's period marks, logs the stats lines.
   void end_stats_period(TimeMs t);
   // ProbeEvents
@@ -161,6 +180,8 @@ class Proxy final : public PoolHost,
   uint64_t last_id_ = 0;
   bool stopping_ = false;
   bool draining_ = false;
+  ShutdownMode drain_mode_ = ShutdownMode::kImmediate;
+  TimeMs drain_deadline_ = 0;
   TimeMs started_at_ = 0;
   TimeMs period_started_at_ = 0;  // The current stats_period's start.
   config::LoadOptions load_options_;
@@ -170,6 +191,8 @@ class Proxy final : public PoolHost,
   uv_timer_t janitor_{};
   uv_signal_t sigint_{};
   uv_signal_t sigterm_{};
+  uv_signal_t sighup_{};
+  bool listener_open_ = false;  // Initialised and not closed yet.
   uv_async_t stop_async_{};
   bool started_ = false;
   bool signals_ = false;

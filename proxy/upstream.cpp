@@ -11,6 +11,13 @@ Upstream::Upstream(std::string endpoint, uint32_t cap, const config::Config& con
       retry_max_ms_(static_cast<uint64_t>(config.server_retry_max.count())),
       probe_interval_ms_(static_cast<uint64_t>(config.server_probe_interval.count())) {}
 
+void Upstream::configure(uint32_t cap, const config::Config& config) {
+  cap_ = cap;
+  retry_initial_ms_ = static_cast<uint64_t>(config.server_retry_initial.count());
+  retry_max_ms_ = static_cast<uint64_t>(config.server_retry_max.count());
+  probe_interval_ms_ = static_cast<uint64_t>(config.server_probe_interval.count());
+}
+
 uint64_t Upstream::on_failure(TimeMs now, std::mt19937_64& rng, Outage outage) {
   ++failures_;
   outage_ = outage;

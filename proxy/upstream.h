@@ -40,6 +40,10 @@ class Upstream {
   Upstream(const Upstream&) = delete;
   Upstream& operator=(const Upstream&) = delete;
 
+  // A reload: the new cap (servers above it close as they go idle) and
+  // retry and probe timings.
+  void configure(uint32_t cap, const config::Config& config);
+
   const std::string& endpoint() const { return endpoint_; }
   uint32_t cap() const { return cap_; }
   uint32_t open() const { return open_; }  // Including those still opening.
