@@ -125,6 +125,27 @@ class Pool {
   PoolStats& stats() { return stats_; }
   const PoolStats& stats() const { return stats_; }
 
+  // ---- Operations (the admin console's PAUSE, RESUME, RECONNECT, KILL) ----
+  // Hands out no server: idle servers close now, the others as they are
+  // released or logged in. Clients that ask for a server queue (subject to
+  // query_wait_timeout) until resume().
+  void pause();
+  void resume();
+  bool paused() const { return paused_; }
+  // Every server open now is closed at its next release (idle ones now);
+  // fresh ones open as clients need them.
+  void reconnect();
+  // Servers opened before it (PooledServer::generation) close at release.
+  uint32_t generation() const { return generation_; }
+  // Servers open since before the last reconnect() (WAIT_CLOSE waits for 0).
+  size_t stale_count() const;
+  // Every server of the pool, in any list.
+  size_t server_count() const {
+    return opening_.size() + idle_.size() + checking_.size() + active_.size();
+  }
+  // Closes every server now (active ones too: their clients lose them).
+  void close_servers(const char* reason);
+
   void close_all();  // Shutdown.
 
  private:
@@ -140,9 +161,6 @@ class Pool {
   PooledClient* pop(PoolList where);
   void attach(PooledServer* server, PooledClient* client);
   void offer(PooledServer* server);  // To the first waiter, else idle.
-  size_t server_count() const {
-    return opening_.size() + idle_.size() + checking_.size() + active_.size();
-  }
   // Whether this pool wants another server: waiting clients beyond those
   // being opened for, or fewer than min_server_connections.
   bool wants_servers() const;
@@ -164,6 +182,8 @@ class Pool {
   ClientList waiting_;
   ClientList welcome_;
   size_t clients_ = 0;
+  bool paused_ = false;
+  uint32_t generation_ = 0;  // Raised by reconnect().
   PoolStats stats_;
 };
 

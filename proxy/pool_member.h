@@ -44,6 +44,9 @@ class PooledServer : public PoolLink {
  public:
   PoolList pool_list = PoolList::kNone;  // Managed by Pool only.
   uint64_t opening_since_us = 0;         // now_us() at on_server_opening; for stats.
+  // The pool's generation when it opened; an older one is closed at its
+  // next release (RECONNECT). Managed by Pool only.
+  uint32_t generation = 0;
 
   virtual const std::string& tag() const = 0;
   // The ParameterStatus set of its login.
