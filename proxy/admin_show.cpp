@@ -14,6 +14,7 @@
 
 #include "protocol/result_set.h"
 #include "proxy/admin.h"
+#include "proxy/admin_table.h"
 #include "proxy/client_conn.h"
 #include "proxy/log.h"
 #include "proxy/pool.h"
@@ -24,51 +25,9 @@
 namespace pgmux::proxy {
 using protocol::Bytes;
 using protocol::ColumnDescription;
-using protocol::kInt8Oid;
-using protocol::kTextOid;
+using namespace admin_table;  // NOLINT(google-build-using-namespace): the table vocabulary.
 
 namespace {
-
-using Cell = std::optional<std::string>;
-
-// One result set: the RowDescription, then rows, then CommandComplete.
-class Table {
- public:
-  Table(Bytes& out, const std::vector<ColumnDescription>& columns) : out_(out) {
-    protocol::append_row_description(out_, columns);
-  }
-  Table(const Table&) = delete;
-  Table& operator=(const Table&) = delete;
-  ~Table() { protocol::append_command_complete(out_, "SHOW"); }
-
-  void row(const std::vector<Cell>& cells) {
-    views_.clear();
-    for (const Cell& cell : cells) {
-      views_.push_back(cell ? std::optional<std::string_view>(*cell) : std::nullopt);
-    }
-    protocol::append_data_row(out_, views_);
-  }
-
- private:
-  Bytes& out_;
-  std::vector<std::optional<std::string_view>> views_;
-};
-
-ColumnDescription text(std::string_view name) { return {name, kTextOid}; }
-ColumnDescription count(std::string_view name) { return {name, kInt8Oid}; }
-Cell num(uint64_t value) { return std::to_string(value); }
-Cell str(std::string_view value) { return std::string(value); }
-Cell yes_no(bool value) { return std::string(value ? "yes" : "no"); }
-Cell pointer(const void* p) {
-  char text[24];
-  std::snprintf(text, sizeof text, "%" PRIxPTR, reinterpret_cast<uintptr_t>(p));
-  return std::string(text);
-}
-
-std::string duration_text(config::Duration d) {
-  const auto ms = static_cast<uint64_t>(d.count());
-  return ms % 1000 == 0 ? std::to_string(ms / 1000) + "s" : std::to_string(ms) + "ms";
-}
 
 // "10.0.0.5:51234" or "[::1]:51234" -> address and port.
 std::pair<std::string, std::string> split_address(std::string_view peer) {
@@ -423,95 +382,7 @@ bool AdminSession::show(std::string_view what_text, Bytes& out) {
   }
 
   if (what == "CONFIG") {
-    const config::Config defaults;
-    Table table(out, {text("key"), text("value"), text("default"), text("changeable")});
-    auto names = [](const std::vector<std::string>& list) {
-      std::string joined;
-      for (const std::string& name : list) joined += (joined.empty() ? "" : ",") + name;
-      return joined;
-    };
-    auto cidrs = [](const std::vector<config::Cidr>& list) {
-      std::string joined;
-      for (const config::Cidr& cidr : list) joined += (joined.empty() ? "" : ",") + cidr.text;
-      return joined;
-    };
-    auto listen = [](const std::string& host, uint16_t port) {
-      return host.empty() ? std::string() : host + ":" + std::to_string(port);
-    };
-    // Databases as "name=user@host:port/dbname": never a password.
-    std::string databases;
-    for (const config::Database& db : config.databases) {
-      databases += (databases.empty() ? "" : ",") + db.name + "=" + db.upstream.user + "@" +
-                   db.upstream.endpoint() + "/" + db.upstream.dbname;
-    }
-    struct Key {
-      const char* name;
-      std::string value;
-      std::string fallback;
-      bool changeable;
-    };
-    const Key keys[] = {
-        {"listen", listen(config.listen_host, config.listen_port),
-         listen(defaults.listen_host, defaults.listen_port), false},
-        {"max_client_conn", std::to_string(config.max_client_conn),
-         std::to_string(defaults.max_client_conn), true},
-        {"client_login_timeout", duration_text(config.client_login_timeout),
-         duration_text(defaults.client_login_timeout), true},
-        {"client_tls", std::string(config::to_string(config.effective_client_tls())),
-         std::string(config::to_string(defaults.effective_client_tls())), true},
-        {"client_tls_cert_file", config.client_tls_cert_file, "", true},
-        {"client_tls_key_file", config.client_tls_key_file, "", true},
-        {"auth_type", std::string(config::to_string(config.auth_type)),
-         std::string(config::to_string(defaults.auth_type)), true},
-        {"auth_file", config.auth_file, "", true},
-        {"allowed_cidrs", cidrs(config.allowed_cidrs), "", true},
-        {"auth_failure_delay", duration_text(config.auth_failure_delay),
-         duration_text(defaults.auth_failure_delay), true},
-        {"max_server_connections", std::to_string(config.max_server_connections),
-         std::to_string(defaults.max_server_connections), true},
-        {"min_server_connections", std::to_string(config.min_server_connections),
-         std::to_string(defaults.min_server_connections), true},
-        {"query_wait_timeout", duration_text(config.query_wait_timeout),
-         duration_text(defaults.query_wait_timeout), true},
-        {"server_lifetime", duration_text(config.server_lifetime),
-         duration_text(defaults.server_lifetime), true},
-        {"server_idle_timeout", duration_text(config.server_idle_timeout),
-         duration_text(defaults.server_idle_timeout), true},
-        {"server_check_delay", duration_text(config.server_check_delay),
-         duration_text(defaults.server_check_delay), true},
-        {"server_connect_timeout", duration_text(config.server_connect_timeout),
-         duration_text(defaults.server_connect_timeout), true},
-        {"server_retry_initial", duration_text(config.server_retry_initial),
-         duration_text(defaults.server_retry_initial), true},
-        {"server_retry_max", duration_text(config.server_retry_max),
-         duration_text(defaults.server_retry_max), true},
-        {"server_probe_interval", duration_text(config.server_probe_interval),
-         duration_text(defaults.server_probe_interval), true},
-        {"max_prepared_statements", std::to_string(config.max_prepared_statements),
-         std::to_string(defaults.max_prepared_statements), true},
-        {"session_pinning", std::string(config::to_string(config.session_pinning)),
-         std::string(config::to_string(defaults.session_pinning)), true},
-        {"max_pinned_server_connections", std::to_string(config.max_pinned_server_connections),
-         std::to_string(defaults.max_pinned_server_connections), true},
-        {"max_message_size", std::to_string(config.max_message_size),
-         std::to_string(defaults.max_message_size), true},
-        {"log_level", config.log_level, defaults.log_level, true},
-        {"log_format", std::string(config::to_string(config.log_format)),
-         std::string(config::to_string(defaults.log_format)), false},
-        {"stats_period", duration_text(config.stats_period), duration_text(defaults.stats_period),
-         true},
-        {"admin_users", names(config.admin_users), "", true},
-        {"stats_users", names(config.stats_users), "", true},
-        {"metrics_listen", listen(config.metrics_host, config.metrics_port), "", false},
-        {"shutdown_timeout", duration_text(config.shutdown_timeout),
-         duration_text(defaults.shutdown_timeout), true},
-        {"so_reuseport", config.so_reuseport ? "true" : "false",
-         defaults.so_reuseport ? "true" : "false", false},
-        {"databases", databases, "", true},
-    };
-    for (const Key& key : keys) {
-      table.row({str(key.name), str(key.value), str(key.fallback), yes_no(key.changeable)});
-    }
+    append_config_table(config, out);
     return true;
   }
 
