@@ -177,6 +177,16 @@ void AdminSession::on_readable() {
         protocol::append_ready_for_query(out, protocol::tx::kIdle);
         break;
       case fe::kFlush:
+      case fe::kCopyData:
+      case fe::kCopyDone:
+      case fe::kCopyFail:
+        // Nothing to flush, and no COPY: dropped, as PostgreSQL drops them.
+        break;
+      case fe::kFunctionCall:
+        // A request of its own, answered like a Query.
+        append_error(out, sqlstate::kFeatureNotSupported,
+                     "the admin console does not run function calls");
+        protocol::append_ready_for_query(out, protocol::tx::kIdle);
         break;
       case fe::kParse:
       case fe::kBind:
