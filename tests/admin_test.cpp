@@ -366,12 +366,18 @@ TEST_CASE("admin console: extended protocol gets 0A000, malformed input 08P01 an
   CHECK(welcome.find('K') != std::string::npos);
 
   // Parse, Bind, Execute, Sync: one error, then ReadyForQuery.
-  const std::string parse("P\0\0\0\x16\0SHOW POOLS\0\0\0", 23);
+  const std::string parse("P\0\0\0\x12\0SHOW POOLS\0\0\0", 19);
   const std::string bind("B\0\0\0\x0c\0\0\0\0\0\0\0\0", 13);
   const std::string execute("E\0\0\0\x09\0\0\0\0\0", 10);
   const std::string sync("S\0\0\0\x04", 5);
   const std::string batch = parse + bind + execute + sync;
   REQUIRE(::send(fd, batch.data(), batch.size(), MSG_NOSIGNAL) > 0);
+  CHECK(read_messages(fd, in, 'Z', &closed, &code) == "EZ");
+  CHECK(code == "0A000");
+  // A FunctionCall is a request of its own: an error and ReadyForQuery.
+  const std::string call("F\0\0\0\x0e\0\0\0\x01\0\0\0\0\0\0", 15);
+  REQUIRE(::send(fd, call.data(), call.size(), MSG_NOSIGNAL) > 0);
+  code.clear();
   CHECK(read_messages(fd, in, 'Z', &closed, &code) == "EZ");
   CHECK(code == "0A000");
 
