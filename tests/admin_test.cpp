@@ -278,6 +278,35 @@ TEST_CASE("admin console: PAUSE waits for busy servers and holds new work; RESUM
   CHECK(app.value("select 3") == "3");
 }
 
+TEST_CASE("admin console: RECONNECT marks busy servers; WAIT_CLOSE answers once they are gone") {
+  ProxyRunner proxy(admin_config());
+  Conn admin(admin_conninfo(proxy));
+  Conn watcher(admin_conninfo(proxy));
+  Conn holder(proxy.conninfo());
+  REQUIRE(admin.ok());
+  REQUIRE(watcher.ok());
+  REQUIRE(holder.ok());
+  holder.value("begin");
+  const std::string pid = holder.value("select pg_backend_pid()");
+  show(admin, "RECONNECT app");
+  std::vector<Row> servers = show(watcher, "SHOW SERVERS");
+  REQUIRE(servers.size() == 1);
+  CHECK(servers[0]["close_needed"] == "1");
+  CHECK(servers[0]["remote_pid"] == pid);
+  CHECK(number(row_for(watcher, "SHOW PGMUX", "database", kAppDatabase), "stale_servers") == 1);
+
+  REQUIRE(PQsendQuery(admin.raw, "WAIT_CLOSE") == 1);
+  REQUIRE(PQconsumeInput(admin.raw) == 1);
+  CHECK(PQisBusy(admin.raw) == 1);
+  holder.value("commit");
+  PGresult* r = PQgetResult(admin.raw);
+  CHECK(std::string(PQcmdStatus(r)) == "WAIT_CLOSE");
+  PQclear(r);
+  while ((r = PQgetResult(admin.raw)) != nullptr) PQclear(r);
+  // The next transaction gets a fresh backend.
+  CHECK(holder.value("select pg_backend_pid()") != pid);
+}
+
 TEST_CASE("admin console: KILL closes the database's clients, which may come back after RESUME") {
   ProxyRunner proxy(admin_config());
   Conn admin(admin_conninfo(proxy));
