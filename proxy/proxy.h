@@ -159,7 +159,7 @@ class Proxy final : public PoolHost,
   void accept_client();
   void janitor_tick();
   // Ends a stats_period: rolls every pool's period marks, logs the stats lines.
-  void end_stats_period(TimeMs now);
+  void end_stats_period(TimeMs t);
   // ProbeEvents
   void on_probe_done(Probe& probe, bool connected) override;
   void on_probe_closed(Probe& probe) override;
