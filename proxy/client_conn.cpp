@@ -11,6 +11,7 @@
 #include "protocol/message_type.h"
 #include "protocol/messages.h"
 #include "protocol/sqlstate.h"
+#include "proxy/admin.h"
 #include "proxy/log.h"
 #include "proxy/pool.h"
 #include "proxy/relay.h"
@@ -29,7 +30,31 @@ ClientConn::ClientConn(ClientHost& host, uint64_t id, uint32_t slot)
   }
 }
 
+ClientConn::~ClientConn() = default;
+
+std::string_view ClientConn::database_name() const {
+  const size_t space = tag_.find(' ');
+  const size_t slash = tag_.find('/', space);
+  if (space == std::string::npos || slash == std::string::npos) return {};
+  return std::string_view(tag_).substr(space + 1, slash - space - 1);
+}
+
+std::string_view ClientConn::user_name() const {
+  const size_t slash = tag_.find('/', tag_.find(' '));
+  const size_t at = tag_.rfind('@');  // A user name may hold an '@'; an address does not.
+  if (slash == std::string::npos || at == std::string::npos || at < slash) return {};
+  return std::string_view(tag_).substr(slash + 1, at - slash - 1);
+}
+
+std::string_view ClientConn::peer_name() const {
+  const size_t at = tag_.rfind('@');
+  if (at != std::string::npos) return std::string_view(tag_).substr(at + 1);
+  const size_t space = tag_.find(' ');
+  return space == std::string::npos ? std::string_view() : std::string_view(tag_).substr(space + 1);
+}
+
 void ClientConn::start() {
+  connected_at_ = host_.now();
   sockaddr_storage address{};
   int length = sizeof address;
   const bool known =
@@ -54,6 +79,9 @@ void ClientConn::process() {
       break;
     case State::kActive:
       server_->link().on_client_readable();
+      break;
+    case State::kAdmin:
+      admin_->on_readable();
       break;
     case State::kWaitingForServer:
       // More of a pipeline while waiting stays in the buffer until a server
@@ -99,6 +127,9 @@ void ClientConn::process_login() {
       case LoginNext::kWelcome:
         finish_login();
         return;
+      case LoginNext::kAdmin:
+        start_admin(login_->admin_role());
+        return;
       case LoginNext::kFail:
         if (outcome.fault == LoginFault::kAddressRefused) {
           spdlog::warn("{}: refused: address not in allowed_cidrs", tag_);
@@ -136,6 +167,17 @@ void ClientConn::finish_login() {
   stream_.stop_reading();
   spdlog::debug("{}: logged in", tag_);
   pool_->request_welcome(this);
+}
+
+void ClientConn::start_admin(AdminRole role) {
+  host_.logging_in().remove(this);
+  host_.register_cancel_key(this);
+  tag_ = "C-" + std::to_string(id_) + " pgbouncer/" + login_->user() + "@" + login_->peer();
+  login_.reset();
+  spdlog::info("{}: logged in to the admin console", tag_);
+  state_ = State::kAdmin;
+  admin_ = host_.open_admin(*this, role);
+  admin_->start();
 }
 
 void ClientConn::welcome(const ParameterList& params) {
@@ -334,6 +376,7 @@ void ClientConn::shut(bool after_writes) {
     server_ = nullptr;
     server->link().on_client_departed();
   }
+  if (admin_) admin_->detach();
   if (after_writes) {
     stream_.close_after_writes();
   } else {

@@ -2,6 +2,7 @@
 //
 //   kStartup -> kAuthenticating -> kWaitingForWelcome -> kIdle <-> kWaitingForServer
 //            \-> kAuthFailed (FATAL 28P01 after a delay)         -> kActive
+//            \-> kAdmin (the admin console: its AdminSession reads the input)
 //                                       ^                              |
 //                                       +------------------------------+
 //   any state -> kClosing (then freed by the Proxy in on_closed)
@@ -42,6 +43,7 @@
 
 namespace pgmux::proxy {
 
+class AdminSession;
 class ClientConn;
 
 // What a ClientConn needs of the process it runs in, besides what its Login
@@ -68,6 +70,8 @@ class ClientHost : public LoginHost {
   virtual uint64_t count_auth_failure() = 0;
   // The client's handle has closed: the host frees it.
   virtual void on_client_freed(ClientConn* client) = 0;
+  // The admin console's session for a client that logged in to it.
+  virtual std::unique_ptr<AdminSession> open_admin(ClientConn& client, AdminRole role) = 0;
 
  protected:
   ~ClientHost() = default;
@@ -89,10 +93,12 @@ class ClientConn final : public PooledClient,
     kIdle,
     kWaitingForServer,
     kActive,
+    kAdmin,  // Logged in to the admin console; no pool.
     kClosing,
   };
 
   ClientConn(ClientHost& host, uint64_t id, uint32_t slot);
+  ~ClientConn();
   ClientConn(const ClientConn&) = delete;
   ClientConn& operator=(const ClientConn&) = delete;
 
@@ -100,6 +106,14 @@ class ClientConn final : public PooledClient,
   uint32_t slot() const { return slot_; }  // In the Proxy's registry.
   State state() const { return state_; }
   const std::string& tag() const override { return tag_; }
+  // What the tag ("C-17 app/alice@10.0.0.5:51234") names once the database
+  // is known, for the admin console's SHOW CLIENTS (the tag holds them, so
+  // an idle client keeps no copies); empty before.
+  std::string_view database_name() const;
+  std::string_view user_name() const;
+  std::string_view peer_name() const;  // "address:port"
+  TimeMs connected_at() const { return connected_at_; }
+  AdminSession* admin() const { return admin_.get(); }
   Stream& stream() override { return stream_; }
   Pool* pool() const { return pool_; }
   ServerConn* server() const { return server_; }
@@ -161,6 +175,7 @@ class ClientConn final : public PooledClient,
   void process_idle();
   void authentication_failed(LoginFault fault);
   void finish_login();
+  void start_admin(AdminRole role);
 
   ClientHost& host_;
   uint64_t id_;
@@ -172,6 +187,7 @@ class ClientConn final : public PooledClient,
   ServerConn* server_ = nullptr;
   int32_t cancel_pid_ = 0;
   int32_t cancel_secret_ = 0;
+  TimeMs connected_at_ = 0;
 
   uint64_t discard_left_ = 0;          // Bytes of a message being discarded.
   bool discarding_ = false;            // Skipping the rest of a failed request.
@@ -180,6 +196,8 @@ class ClientConn final : public PooledClient,
   // What only a client that is logging in needs, freed at the welcome so
   // that an idle client stays small. Made by start().
   std::unique_ptr<Login> login_;
+  // The admin console's session (state kAdmin only).
+  std::unique_ptr<AdminSession> admin_;
   // Named prepared statements, made on the first named Parse.
   std::unique_ptr<ClientStatements> statements_;
   ParamOverrides overrides_;

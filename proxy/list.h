@@ -79,5 +79,7 @@ struct LoginLink : ListNode {};  // The Proxy's list of clients still logging in
 // The Proxy's list of clients that have not sent a complete startup packet.
 struct StartupLink : ListNode {};
 struct CancelLink : ListNode {};  // The Proxy's list of cancel requests in flight.
+// The Proxy's list of admin sessions waiting for a PAUSE or WAIT_CLOSE to finish.
+struct AdminLink : ListNode {};
 
 }  // namespace pgmux::proxy

@@ -67,8 +67,19 @@ std::string_view to_string(LoginFault fault) {
       return "wrong SCRAM proof";
     case LoginFault::kUnknownUser:
       return "unknown user";
+    case LoginFault::kNotAdmin:
+      return "not an admin or stats user";
   }
   return "unknown";
+}
+
+AdminRole admin_role_of(const config::Config& config, std::string_view user) {
+  auto listed = [&](const std::vector<std::string>& names) {
+    return std::find(names.begin(), names.end(), user) != names.end();
+  };
+  if (listed(config.admin_users)) return AdminRole::kAdmin;
+  if (listed(config.stats_users)) return AdminRole::kStats;
+  return AdminRole::kNone;
 }
 
 Login::Login(LoginHost& host, TimeMs accepted_at, const sockaddr* peer)
@@ -166,6 +177,28 @@ LoginOutcome Login::start_session(std::string_view user, std::string_view databa
                    "connect with sslmode=require or stronger");
   }
   Pool* pool = host_.find_pool(database);
+  if (pool == nullptr && is_admin_database(database)) {
+    // The admin console: no pool. Only admin_users and stats_users may
+    // ask for it, which is settled before any password exchange.
+    user_ = std::string(user);
+    admin_role_ = admin_role_of(config, user_);
+    if (admin_role_ == AdminRole::kNone) {
+      return failure(
+          LoginFault::kNotAdmin, sqlstate::kInsufficientPrivilege,
+          "user \"" + user_ + "\" may not use the admin console \"" + std::string(database) + "\"",
+          "list the user in admin_users or stats_users");
+    }
+    // With no users configured, a database's upstream user logs in with
+    // its upstream password, as for that database (the drop-in rule).
+    const config::Upstream* upstream = nullptr;
+    for (const config::Database& db : config.databases) {
+      if (db.upstream.user == user_) {
+        upstream = &db.upstream;
+        break;
+      }
+    }
+    return check_user(database, upstream, out);
+  }
   if (pool == nullptr) {
     std::string served;
     for (const config::Database& db : config.databases) {
@@ -177,19 +210,23 @@ LoginOutcome Login::start_session(std::string_view user, std::string_view databa
   }
   pool_ = pool;
   user_ = std::string(user);
+  return check_user(database, &pool->database().upstream, out);
+}
 
+LoginOutcome Login::check_user(std::string_view database, const config::Upstream* upstream,
+                               protocol::Bytes& out) {
+  const config::Config& config = host_.config();
   // Who may log in: the configured users, or, with none configured, the
   // database's own upstream user with its upstream password (drop-in).
-  const config::Upstream& upstream = pool->database().upstream;
   const config::User* configured = config.find_user(user_);
   const std::vector<config::Cidr>* allowed = &config.allowed_cidrs;
   if (configured != nullptr) {
     known_user_ = true;
     credential_ = protocol::parse_credential(configured->password);
     if (!configured->allowed_cidrs.empty()) allowed = &configured->allowed_cidrs;
-  } else if (config.users.empty() && user_ == upstream.user) {
-    known_user_ = config.auth_type == config::AuthType::kTrust || !upstream.password.empty();
-    credential_ = protocol::parse_credential(upstream.password);
+  } else if (config.users.empty() && upstream != nullptr && user_ == upstream->user) {
+    known_user_ = config.auth_type == config::AuthType::kTrust || !upstream->password.empty();
+    credential_ = protocol::parse_credential(upstream->password);
   }
   if (!allowed->empty()) {
     const auto* address = reinterpret_cast<const sockaddr*>(&peer_address_);
@@ -207,10 +244,14 @@ LoginOutcome Login::start_session(std::string_view user, std::string_view databa
                      "user \"" + user_ + "\" is not known to pgmux");
     }
     if (!known_user_ && config.users.empty()) {
+      std::string hint;
+      if (upstream != nullptr) {
+        hint = "connect as \"" + upstream->user + "\", the user pgmux logs in as";
+      }
       return failure(LoginFault::kUserNotAllowed, sqlstate::kInvalidAuthorization,
                      "user \"" + user_ + "\" may not use database \"" + std::string(database) +
                          "\" through pgmux",
-                     "connect as \"" + upstream.user + "\", the user pgmux logs in as");
+                     hint);
     }
     return authenticated();
   }
@@ -335,7 +376,7 @@ LoginOutcome Login::handle_auth_message(protocol::ByteView message, protocol::By
 LoginOutcome Login::authenticated() {
   step_ = Step::kDone;
   credential_ = {};
-  return next(LoginNext::kWelcome);
+  return next(admin_role_ != AdminRole::kNone ? LoginNext::kAdmin : LoginNext::kWelcome);
 }
 
 LoginOutcome Login::authentication_failed(LoginFault fault) {

@@ -56,12 +56,24 @@ class LoginHost {
   ~LoginHost() = default;
 };
 
+// The admin console's virtual databases (PgBouncer's name and pgmux's).
+// A configured database of the same name takes precedence.
+inline bool is_admin_database(std::string_view name) {
+  return name == "pgbouncer" || name == "pgmux";
+}
+
+// What a client of the admin console may do: admin_users everything,
+// stats_users the SHOW commands only.
+enum class AdminRole : uint8_t { kNone, kStats, kAdmin };
+AdminRole admin_role_of(const config::Config& config, std::string_view user);
+
 // What the caller does once it has written what feed() appended.
 enum class LoginNext : uint8_t {
   kNeedMore,        // Read more, then feed again.
   kStartTls,        // 'S' was appended: start the TLS handshake, then feed again.
   kCancel,          // A CancelRequest: forward the key, then close.
   kWelcome,         // Logged in: ask pool() for the welcome.
+  kAdmin,           // Logged in to the admin console as admin_role(): no pool.
   kFail,            // FATAL `error` (with `hint`), then close.
   kFailAfterDelay,  // Park the client; after auth_failure_delay, FATAL delayed_failure().
 };
@@ -79,6 +91,7 @@ enum class LoginFault : uint8_t {
   kWrongPassword,    // Cleartext or MD5 response did not match.
   kWrongProof,       // The SCRAM proof did not match.
   kUnknownUser,      // Not a user pgmux knows.
+  kNotAdmin,         // The admin database, by a user in neither admin_users nor stats_users.
 };
 std::string_view to_string(LoginFault fault);
 
@@ -114,6 +127,8 @@ class Login {
   // later check refuses the client).
   Pool* pool() const { return pool_; }
   const std::string& user() const { return user_; }
+  // Not kNone when the client named the admin database (and may use it).
+  AdminRole admin_role() const { return admin_role_; }
   // "address:port", empty if unknown.
   const std::string& peer() const { return peer_; }
   TimeMs accepted_at() const { return accepted_at_; }
@@ -135,6 +150,10 @@ class Login {
   LoginOutcome read_startup(Buffer& in, protocol::Bytes& out);
   LoginOutcome start_session(std::string_view user, std::string_view database,
                              protocol::Bytes& out);
+  // Who may log in and how: the configured users, or with none, `upstream`'s
+  // own user (null when no database's upstream user is `user_`).
+  LoginOutcome check_user(std::string_view database, const config::Upstream* upstream,
+                          protocol::Bytes& out);
   void begin_authentication(protocol::Bytes& out);
   LoginOutcome read_auth(Buffer& in, protocol::Bytes& out);
   LoginOutcome handle_auth_message(protocol::ByteView message, protocol::Bytes& out);
@@ -147,6 +166,7 @@ class Login {
   bool known_user_ = false;
   std::array<uint8_t, 4> md5_salt_{};
   Pool* pool_ = nullptr;
+  AdminRole admin_role_ = AdminRole::kNone;
   TimeMs accepted_at_;
   TimeMs auth_failed_at_ = 0;
   protocol::Credential credential_;

@@ -225,7 +225,7 @@ LoginOutcome scram_exchange(Client& c, const std::string& password) {
   Bytes final_message;
   protocol::append_sasl_response(final_message, *client_final);
   outcome = c.send(final_message);
-  if (outcome.next == LoginNext::kWelcome) {
+  if (outcome.next == LoginNext::kWelcome || outcome.next == LoginNext::kAdmin) {
     const AuthRequest server_final = auth_request(c.out);
     CHECK(server_final.code == kAuthSaslFinal);
     CHECK(scram.verify_server_final(server_final.data).ok());
@@ -585,6 +585,69 @@ TEST_CASE("Login: at the welcome, startup settings that differ from the baseline
   CHECK(warnings == std::vector<std::string>{"ignoring startup option \"-X\"",
                                              "ignoring startup parameter with an unusual name"});
   pool.on_server_closing(&server);
+}
+
+// ---- The admin console ------------------------------------------------------
+
+TEST_CASE("Login: an admin user reaches the admin console through its password, with no pool") {
+  FakeHost host;
+  host.config_.admin_users = {"alice"};
+  for (const char* database : {"pgbouncer", "pgmux"}) {
+    Client c(host);
+    CHECK(c.send(startup({{"user", "alice"}, {"database", database}})).next ==
+          LoginNext::kNeedMore);
+    CHECK(c.login.admin_role() == AdminRole::kAdmin);
+    CHECK(c.login.pool() == nullptr);
+    CHECK(scram_exchange(c, "wrong").next == LoginNext::kFailAfterDelay);
+    Client ok(host);
+    ok.send(startup({{"user", "alice"}, {"database", database}}));
+    CHECK(scram_exchange(ok, "alice-secret").next == LoginNext::kAdmin);
+  }
+}
+
+TEST_CASE("Login: a stats user gets the stats role; others get 42501 before any password") {
+  FakeHost host;
+  host.config_.users.push_back(config::User{"bob", "bob-secret", {}});
+  host.config_.stats_users = {"bob"};
+  Client bob(host);
+  bob.send(startup({{"user", "bob"}, {"database", "pgbouncer"}}));
+  CHECK(bob.login.admin_role() == AdminRole::kStats);
+  CHECK(scram_exchange(bob, "bob-secret").next == LoginNext::kAdmin);
+
+  Client alice(host);
+  const LoginOutcome outcome = alice.send(startup({{"user", "alice"}, {"database", "pgbouncer"}}));
+  check_fail(outcome, LoginFault::kNotAdmin, sqlstate::kInsufficientPrivilege,
+             "user \"alice\" may not use the admin console \"pgbouncer\"");
+  CHECK(outcome.hint == "list the user in admin_users or stats_users");
+  CHECK(alice.out.empty());
+}
+
+TEST_CASE("Login: with no users configured an upstream user in admin_users logs in (drop-in)") {
+  FakeHost host;
+  host.config_.users.clear();
+  host.config_.admin_users = {"owner"};
+  Client c(host);
+  c.send(startup({{"user", "owner"}, {"database", "pgbouncer"}}));
+  CHECK(scram_exchange(c, "owner-secret").next == LoginNext::kAdmin);
+  host.config_.auth_type = config::AuthType::kTrust;
+  Client trusted(host);
+  CHECK(trusted.send(startup({{"user", "owner"}, {"database", "pgmux"}})).next ==
+        LoginNext::kAdmin);
+  // An admin name that is nobody's credential cannot log in.
+  host.config_.admin_users = {"ghost"};
+  Client ghost(host);
+  CHECK(ghost.send(startup({{"user", "ghost"}, {"database", "pgmux"}})).next == LoginNext::kFail);
+}
+
+TEST_CASE("Login: a configured database named pgbouncer is a pool, not the console") {
+  FakeHost host;
+  host.config_.databases.push_back(FakeHost::database("pgbouncer"));
+  host.config_.admin_users = {"alice"};
+  Client c(host);
+  c.send(startup({{"user", "alice"}, {"database", "pgbouncer"}}));
+  CHECK(c.login.admin_role() == AdminRole::kNone);
+  CHECK(c.login.pool() == host.find_pool("pgbouncer"));
+  CHECK(scram_exchange(c, "alice-secret").next == LoginNext::kWelcome);
 }
 
 }  // namespace

@@ -17,7 +17,7 @@ constexpr const char* kMetricsType = "text/plain; version=0.0.4; charset=utf-8";
 
 // HOOK: PAUSE. Another branch adds PAUSE/RESUME to the Proxy; once it has an
 // accessor for "paused", /readyz reads it here.
-bool paused(const Proxy& /*proxy*/) { return false; }
+bool paused(const Proxy& proxy) { return proxy.paused(); }
 
 UpstreamSnapshot snapshot_of(const Upstream& up) {
   return UpstreamSnapshot{up.endpoint(),     up.cap(),          up.pinned(),    up.logged_in(),

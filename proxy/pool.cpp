@@ -77,12 +77,12 @@ void Pool::request_welcome(PooledClient* client) {
 void Pool::acquire(PooledClient* client) {
   const TimeMs now = host_.now();
   client->queued_at_us = 0;
-  if (host_.paused()) {
+  if (host_.holding_servers()) {
     link(client, PoolList::kWaiting);  // Until the process stops.
     return;
   }
   const auto check_ms = static_cast<uint64_t>(host_.config().server_check_delay.count());
-  while (PooledServer* server = idle_.front()) {
+  while (PooledServer* server = paused_ ? nullptr : idle_.front()) {
     // A server that died while idle is never handed out: nothing of the
     // client's request has gone anywhere yet, so the next one is tried.
     if (!server->seems_alive()) {
@@ -207,14 +207,18 @@ void Pool::offer(PooledServer* server) {
     return;
   }
   if (server->generation != generation_) {
-    server->close("its database's connection settings changed");
+    server->close("RECONNECT, or its database's connection settings changed");
     return;
   }
   if (server->upstream->open() > server->upstream->cap() && !host_.stopping()) {
     server->close("max_server_connections was lowered");
     return;
   }
-  if (host_.paused()) {
+  if (paused_) {
+    server->close("the pool is paused");
+    return;
+  }
+  if (host_.holding_servers()) {
     link(server, PoolList::kIdle, /*front=*/true);
     return;
   }
@@ -328,7 +332,7 @@ bool Pool::wants_servers() const {
 }
 
 void Pool::launch_if_needed(TimeMs now) {
-  if (host_.stopping() || host_.paused()) return;
+  if (host_.stopping() || host_.holding_servers() || paused_) return;
   const size_t demand = waiting_.size() + (!has_welcome() && !welcome_.empty() ? 1 : 0);
   // After a failure, may_open allows one login at a time until one succeeds.
   // Servers being checked are on their way to a client, like those opening.
@@ -360,7 +364,7 @@ bool Pool::give_up_idle_server() {
 }
 
 void Pool::open_needed(TimeMs now) {
-  if (host_.stopping()) return;
+  if (host_.stopping() || paused_) return;
   // Keep min_server_connections warm (Supavisor drops a pool with no
   // connection, and a warm pool answers the first query at once).
   const uint32_t min = min_servers();
@@ -462,6 +466,47 @@ void Pool::tick(TimeMs now) {
   }
 
   open_needed(now);
+}
+
+// ---- Operations -------------------------------------------------------------
+
+void Pool::pause() {
+  if (paused_) return;
+  paused_ = true;
+  spdlog::info("{}: paused", database_.name);
+  while (PooledServer* server = idle_.front()) server->close("the pool is paused");
+}
+
+void Pool::resume() {
+  if (!paused_) return;
+  paused_ = false;
+  spdlog::info("{}: resumed", database_.name);
+  // The queue formed while paused is served as servers open.
+  open_needed(host_.now());
+}
+
+void Pool::reconnect() {
+  ++generation_;
+  spdlog::info("{}: reconnecting: servers close at their next release", database_.name);
+  while (PooledServer* server = idle_.front()) server->close("RECONNECT");
+  launch_if_needed(host_.now());
+}
+
+size_t Pool::stale_count() const {
+  size_t stale = 0;
+  for (const ServerList* list : {&opening_, &idle_, &checking_, &active_}) {
+    for (PooledServer* server = list->front(); server != nullptr; server = list->next(server)) {
+      if (server->generation != generation_) ++stale;
+    }
+  }
+  return stale;
+}
+
+void Pool::close_servers(const char* reason) {
+  while (PooledServer* server = active_.front()) server->close(reason);
+  while (PooledServer* server = idle_.front()) server->close(reason);
+  while (PooledServer* server = checking_.front()) server->close(reason);
+  while (PooledServer* server = opening_.front()) server->close(reason);
 }
 
 void Pool::close_all() {

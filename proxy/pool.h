@@ -62,7 +62,7 @@ class Pool {
   void unretire() { retired_ = false; }
   bool retired() const { return retired_; }
   uint64_t generation() const { return generation_; }
-  // Drain and pause, as the host says (PoolHost::draining_clients, paused).
+  // Drain, as the host says (PoolHost::draining_clients, holding_servers).
   bool draining_clients() const { return host_.draining_clients(); }
   const std::string& name() const { return database_.name; }
   // TLS towards the upstream, or nullptr when sslmode is disable.
@@ -145,6 +145,25 @@ class Pool {
   PoolStats& stats() { return stats_; }
   const PoolStats& stats() const { return stats_; }
 
+  // ---- Operations (the admin console's PAUSE, RESUME, RECONNECT, KILL) ----
+  // Hands out no server: idle servers close now, the others as they are
+  // released or logged in. Clients that ask for a server queue (subject to
+  // query_wait_timeout) until resume().
+  void pause();
+  void resume();
+  bool paused() const { return paused_; }
+  // Every server open now is closed at its next release (idle ones now);
+  // fresh ones open as clients need them.
+  void reconnect();
+  // Servers open since before the last reconnect() (WAIT_CLOSE waits for 0).
+  size_t stale_count() const;
+  // Every server of the pool, in any list.
+  size_t server_count() const {
+    return opening_.size() + idle_.size() + checking_.size() + active_.size();
+  }
+  // Closes every server now (active ones too: their clients lose them).
+  void close_servers(const char* reason);
+
   void close_all();  // Shutdown.
 
  private:
@@ -160,15 +179,12 @@ class Pool {
   PooledClient* pop(PoolList where);
   void attach(PooledServer* server, PooledClient* client);
   void offer(PooledServer* server);  // To the first waiter, else idle.
-  size_t server_count() const {
-    return opening_.size() + idle_.size() + checking_.size() + active_.size();
-  }
   // Whether this pool wants another server: waiting clients beyond those
   // being opened for, or fewer than min_server_connections.
   bool wants_servers() const;
   // min_server_connections, or 0 once retired or while pgmux drains.
   uint32_t min_servers() const {
-    if (retired_ || host_.draining_clients() || host_.paused()) return 0;
+    if (retired_ || host_.draining_clients() || host_.holding_servers()) return 0;
     return host_.config().min_server_connections;
   }
   void fail_waiters(const protocol::Error& error);
@@ -194,6 +210,7 @@ class Pool {
   ClientList waiting_;
   ClientList welcome_;
   size_t clients_ = 0;
+  bool paused_ = false;
   PoolStats stats_;
 };
 

@@ -52,8 +52,9 @@ class PooledServer : public PoolLink {
   uint64_t opening_since_us = 0;         // now_us() at on_server_opening; for stats.
   // The budget it counts against and its pool's generation when it opened;
   // set by Pool::on_server_opening. A reload may move the pool to another
-  // upstream or start a new generation: the server still counts against the
-  // one it opened on, and an old generation is closed at release.
+  // upstream; a reload that changes its connection settings, or RECONNECT,
+  // starts a new generation: the server still counts against the upstream it
+  // opened on, and an old generation is closed at release.
   Upstream* upstream = nullptr;
   uint64_t generation = 0;
 
@@ -119,7 +120,7 @@ class PoolHost {
   virtual bool draining_clients() const { return false; }
   // Paused (SIGINT, SHUTDOWN WAIT_FOR_SERVERS): no server is handed out;
   // clients that want one wait in the queue until the process stops.
-  virtual bool paused() const { return false; }
+  virtual bool holding_servers() const { return false; }
   // Starts a server connection for `pool`, which calls pool.on_server_opening
   // before this returns (and may fail, and close, before it returns too).
   virtual void open_server(Pool& pool) = 0;

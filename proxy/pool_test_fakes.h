@@ -135,7 +135,7 @@ class FakeHost final : public PoolHost {
   const config::Config& config() const override { return config_; }
   bool stopping() const override { return false; }
   bool draining_clients() const override { return draining; }
-  bool paused() const override { return paused_; }
+  bool holding_servers() const override { return paused_; }
   void open_server(Pool& pool) override {
     servers.push_back(std::make_unique<FakeServer>(pool, now_));  // Binds to now_.
     pool.on_server_opening(servers.back().get());

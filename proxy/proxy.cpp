@@ -4,10 +4,12 @@
 #include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstring>
 
 #include "protocol/sqlstate.h"
+#include "proxy/admin.h"
 #include "proxy/cancel.h"
 #include "proxy/listen_socket.h"
 #include "proxy/log.h"
@@ -178,7 +180,8 @@ void Proxy::stop() {
   for (auto& [id, entry] : probes_) entry.probe->cancel();
   for (auto& client : slots_) {
     if (client == nullptr) continue;
-    if (client->state() == ClientConn::State::kIdle) {
+    if (client->state() == ClientConn::State::kIdle ||
+        client->state() == ClientConn::State::kAdmin) {
       client->fail(sqlstate::kAdminShutdown, "pgmux is shutting down");
     } else {
       client->close("pgmux is shutting down");
@@ -318,6 +321,28 @@ void Proxy::on_client_freed(ClientConn* client) {
   free_slots_.push_back(slot);
 }
 
+std::unique_ptr<AdminSession> Proxy::open_admin(ClientConn& client, AdminRole role) {
+  return std::make_unique<AdminSession>(*this, client, role);
+}
+
+bool Proxy::paused() const {
+  return std::any_of(pools_.begin(), pools_.end(), [](const auto& pool) { return pool->paused(); });
+}
+
+void Proxy::kill(Pool& pool) {
+  pool.pause();
+  spdlog::info("{}: KILL: closing its clients and servers", pool.name());
+  const std::string message = "pgmux: database \"" + pool.name() + "\" was killed by an admin";
+  // fail() only starts closing: the slots are freed from close callbacks,
+  // after this loop.
+  for (auto& client : slots_) {
+    if (client == nullptr || client->pool() != &pool) continue;
+    if (client->state() == ClientConn::State::kClosing) continue;
+    client->fail(sqlstate::kAdminShutdown, message);
+  }
+  pool.close_servers("KILL");
+}
+
 void Proxy::on_server_freed(ServerConn* server) { servers_.erase(server->id()); }
 
 void Proxy::on_cancel_freed(CancelConn* cancel) {
@@ -384,6 +409,18 @@ void Proxy::janitor_tick() {
   }
   for (auto& pool : pools_) pool->tick(t);
   if (metrics_ != nullptr) metrics_->tick(t);
+  if (!admin_waiting_.empty()) {
+    // A poll may finish a command and run the client's next one, which may
+    // close other sessions (SHUTDOWN): poll a snapshot, skipping any that
+    // left the list meanwhile (none is freed before the next loop turn).
+    std::vector<AdminSession*> waiting;
+    for (AdminSession* s = admin_waiting_.front(); s != nullptr; s = admin_waiting_.next(s)) {
+      waiting.push_back(s);
+    }
+    for (AdminSession* session : waiting) {
+      if (static_cast<AdminLink*>(session)->linked()) session->poll();
+    }
+  }
   check_drain(t);
   if (stopping_) return;
   // Once a second, buffer blocks unused for that long go back to the system.

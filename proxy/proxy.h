@@ -78,7 +78,9 @@ class Proxy final : public PoolHost,
   bool draining_clients() const override {
     return draining_ && drain_mode_ == ShutdownMode::kWaitForClients;
   }
-  bool paused() const override { return draining_ && drain_mode_ == ShutdownMode::kWaitForServers; }
+  bool holding_servers() const override {
+    return draining_ && drain_mode_ == ShutdownMode::kWaitForServers;
+  }
   // Where the configuration came from, for reload().
   void set_load_options(config::LoadOptions options) { load_options_ = std::move(options); }
   // The pools, upstreams and clients, for the admin console and /metrics.
@@ -86,6 +88,21 @@ class Proxy final : public PoolHost,
   const std::vector<std::unique_ptr<Upstream>>& upstreams() const { return upstreams_; }
   size_t client_count() const { return client_count_; }
   TimeMs started_at() const { return started_at_; }
+  // Every client slot (null where free) and every server, read-only, for
+  // SHOW CLIENTS and SHOW SERVERS.
+  const std::vector<std::unique_ptr<ClientConn>>& clients() const { return slots_; }
+  const std::unordered_map<uint64_t, std::unique_ptr<ServerConn>>& servers() const {
+    return servers_;
+  }
+  size_t logging_in_count() const { return logging_in_.size(); }
+  // Whether any pool is paused (PAUSE or KILL, until RESUME).
+  bool paused() const;
+  // KILL: pauses `pool`, ends its clients with FATAL 57P01 and closes its
+  // servers now. The pool stays paused until RESUME.
+  void kill(Pool& pool);
+  // Admin sessions whose PAUSE or WAIT_CLOSE has not finished; the janitor
+  // polls them.
+  IntrusiveList<AdminSession, AdminLink>& admin_waiting() { return admin_waiting_; }
   // Thread-safe: asks the loop's thread to stop(). Valid after start().
   void request_stop();
 
@@ -144,6 +161,7 @@ class Proxy final : public PoolHost,
   void on_client_freed(ClientConn* client) override;
   void on_server_freed(ServerConn* server) override;
   void on_cancel_freed(CancelConn* cancel) override;
+  std::unique_ptr<AdminSession> open_admin(ClientConn& client, AdminRole role) override;
 
  private:
   static void on_connection(uv_stream_t* listener, int status);
@@ -218,6 +236,7 @@ class Proxy final : public PoolHost,
   IntrusiveList<ClientConn, LoginLink> logging_in_;
   IntrusiveList<ClientConn, StartupLink> starting_;
   IntrusiveList<ClientConn, LoginLink> auth_failed_;
+  IntrusiveList<AdminSession, AdminLink> admin_waiting_;
   uint64_t auth_failures_ = 0;
   std::unique_ptr<TlsContext> client_tls_;
   std::unordered_map<std::string, std::pair<std::string, protocol::ScramSecret>> scram_secrets_;

@@ -15,7 +15,7 @@ fi
 # "c=...,r=...,p=...", server "r=...,s=...,i=" and "v="), stored secrets.
 patterns=(
   'scram-secret' 'md5-secret' 'plain-secret'
-  'ts-pw' 'tm-pw' 'tp-pw' 'fs-pw' 'fm-pw' 'fp-pw'
+  'ts-pw' 'tm-pw' 'tp-pw' 'fs-pw' 'fm-pw' 'fp-pw' 'ops-admin-secret' 'ops-stats-secret'
   'SCRAM-SHA-256\$' 'md5[0-9a-f]{32}'
   'c=biws' 'c=eSws' 'c=cD10' ',p=[A-Za-z0-9+/]{20}' 'r=[A-Za-z0-9+/]{24,},s=' '(^|[ ,])v=[A-Za-z0-9+/]{40}'
 )

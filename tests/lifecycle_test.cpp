@@ -527,3 +527,46 @@ TEST_CASE("so_reuseport: a second pgmux takes over the port while the first drai
 
 }  // namespace
 }  // namespace pgmux::testing
+
+namespace pgmux::testing {
+namespace {
+
+TEST_CASE("admin console: RELOAD applies a new file; SHUTDOWN WAIT_FOR_CLIENTS drains") {
+  const std::string users = std::string("[users.") + kScramUser + "]\npassword = \"" +
+                            kScramPassword + "\"\n[users.ops]\npassword = \"ops-secret\"\n";
+  const std::string settings = "admin_users = [\"ops\"]\nshutdown_timeout = \"20s\"\n";
+  PgmuxProcess pgmux(settings, 0, users);
+  pgmux.wait_ready();
+  Client busy(pgmux.conninfo());
+  REQUIRE(busy.conn.ok());
+  REQUIRE(exec_error(busy.conn.raw, "begin") == "");
+  REQUIRE(exec_error(busy.conn.raw, "select 1") == "");
+  Conn admin(pgmux.conninfo("ops", "ops-secret", "pgbouncer"));
+  REQUIRE(admin.ok());
+
+  // RELOAD: the console's answer comes after the new file is applied.
+  pgmux.write_config(settings + "max_server_connections = 7\n", users);
+  CHECK(exec_error(admin.raw, "RELOAD") == "");
+  CHECK(pgmux.wait_log("reload: applied: "));
+  CHECK(pgmux.log().find("max_server_connections 7,") != std::string::npos);
+  // A broken file: RELOAD fails with the reason, and the running one stays.
+  pgmux.write_raw_config("max_server_connections = \"many\"\n");
+  const std::string broken = exec_error(admin.raw, "RELOAD");
+  INFO(broken);
+  CHECK(broken.find("RELOAD failed") != std::string::npos);
+  CHECK(exec_error(busy.conn.raw, "select 2") == "");
+
+  // SHUTDOWN WAIT_FOR_CLIENTS: as SIGTERM. The transaction in flight commits,
+  // then its client gets 57P01; the process exits 0.
+  exec_error(admin.raw, "SHUTDOWN WAIT_FOR_CLIENTS");  // Its own session ends too.
+  wait_refused(pgmux);
+  CHECK(exec_error(busy.conn.raw, "select 3") == "");
+  CHECK(exec_error(busy.conn.raw, "commit") == "");
+  CHECK(busy.ended_by_admin_now());
+  REQUIRE(pgmux.wait_exit(10s));
+  INFO(pgmux.log());
+  CHECK(pgmux.exited_cleanly());
+}
+
+}  // namespace
+}  // namespace pgmux::testing
