@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <optional>
 #include <string>
 
@@ -36,7 +37,9 @@ from the command line.
 
 }  // namespace
 
-int main(int argc, char** argv) {
+namespace {
+
+int run(int argc, char** argv) {
   std::optional<std::string> config_path;
   bool check_only = false;
   for (int i = 1; i < argc; ++i) {
@@ -97,4 +100,17 @@ int main(int argc, char** argv) {
   }
   spdlog::info("pgmux stopped");
   return exit_code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Nothing inside throws by design; an allocation failure at start-up is
+  // reported rather than left to std::terminate.
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pgmux: fatal: %s\n", e.what());
+    return 1;
+  }
 }
