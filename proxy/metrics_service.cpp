@@ -15,8 +15,7 @@ namespace {
 constexpr const char* kVersion = "0.1.0";
 constexpr const char* kMetricsType = "text/plain; version=0.0.4; charset=utf-8";
 
-// HOOK: PAUSE. Another branch adds PAUSE/RESUME to the Proxy; once it has an
-// accessor for "paused", /readyz reads it here.
+// PAUSE (any pool) makes pgmux not ready.
 bool paused(const Proxy& proxy) { return proxy.paused(); }
 
 UpstreamSnapshot snapshot_of(const Upstream& up) {
