@@ -3,10 +3,13 @@
 // shutdown_timeout ends a drain, SIGHUP reloads (and keeps the running
 // configuration when the new one is broken), and so_reuseport lets a second
 // pgmux take over the port with no failed transaction.
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -565,6 +568,61 @@ TEST_CASE("admin console: RELOAD applies a new file; SHUTDOWN WAIT_FOR_CLIENTS d
   CHECK(busy.ended_by_admin_now());
   REQUIRE(pgmux.wait_exit(10s));
   INFO(pgmux.log());
+  CHECK(pgmux.exited_cleanly());
+}
+
+}  // namespace
+}  // namespace pgmux::testing
+
+namespace pgmux::testing {
+namespace {
+
+// GET `path` from 127.0.0.1:`port`; the status code, or 0 when no answer.
+int http_status(uint16_t port, const std::string& path) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 0;
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string response;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) {
+    const std::string request = "GET " + path + " HTTP/1.1\r\nConnection: close\r\n\r\n";
+    if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+        static_cast<ssize_t>(request.size())) {
+      char chunk[1024];
+      ssize_t n = 0;
+      while ((n = ::recv(fd, chunk, sizeof chunk, 0)) > 0) {
+        response.append(chunk, static_cast<size_t>(n));
+      }
+    }
+  }
+  ::close(fd);
+  if (response.rfind("HTTP/1.1 ", 0) != 0) return 0;
+  return std::atoi(response.c_str() + 9);
+}
+
+TEST_CASE("SIGTERM: /readyz turns 503 at once while /healthz stays 200 through the drain") {
+  const uint16_t metrics_port = free_port();
+  PgmuxProcess pgmux("shutdown_timeout = \"20s\"\nmetrics_listen = \"127.0.0.1:" +
+                     std::to_string(metrics_port) + "\"\n");
+  pgmux.wait_ready();
+  Client busy(pgmux.conninfo());
+  REQUIRE(busy.conn.ok());
+  REQUIRE(exec_error(busy.conn.raw, "begin") == "");
+  // Ready once the upstream has been reached (the login just did).
+  const auto deadline = Clock::now() + 10s;
+  while (http_status(metrics_port, "/readyz") != 200) {
+    REQUIRE(Clock::now() < deadline);
+    std::this_thread::sleep_for(20ms);
+  }
+  pgmux.signal(SIGTERM);
+  wait_refused(pgmux);
+  CHECK(http_status(metrics_port, "/readyz") == 503);
+  CHECK(http_status(metrics_port, "/healthz") == 200);
+  CHECK(exec_error(busy.conn.raw, "commit") == "");
+  CHECK(busy.ended_by_admin_now());
+  REQUIRE(pgmux.wait_exit(10s));
   CHECK(pgmux.exited_cleanly());
 }
 
