@@ -23,6 +23,16 @@ using protocol::FrameStatus;
 
 namespace {
 
+// A message type for an error text: 'Q' when printable, else 0x00. The
+// byte is the client's: a NUL or a control character must never reach an
+// ErrorResponse field (a C string).
+std::string describe_type(char type) {
+  const auto byte = static_cast<unsigned char>(type);
+  if (byte >= 0x20 && byte < 0x7F) return std::string("'") + type + "'";
+  static constexpr char kHex[] = "0123456789abcdef";
+  return std::string("0x") + kHex[byte >> 4] + kHex[byte & 0xF];
+}
+
 // What PgBouncer's console reports at login; server_version names pgmux.
 constexpr std::pair<std::string_view, std::string_view> kWelcomeParams[] = {
     {"server_version", "1.24.0/pgmux"},
@@ -204,7 +214,7 @@ void AdminSession::on_readable() {
         break;
       default:
         write(out);
-        fail(std::string("unexpected message type '") + frame.type + "' for the admin console");
+        fail("unexpected message type " + describe_type(frame.type) + " for the admin console");
         return;
     }
     in.consume(frame.size);

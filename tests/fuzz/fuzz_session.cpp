@@ -17,6 +17,8 @@
 //   byte 1  bits 0-1 fake server login (FakeServer::LoginMode)
 //           bits 2-4 fake server write chunk; bits 5-7 client write chunk (kChunks)
 //   byte 2  bits 0-1 max_prepared_statements - 1; bits 2-3 max_pinned_server_connections
+//           bit 4    client A logs in to the admin console (database pgbouncer;
+//                    "app" is in admin_users) instead of the pool
 //   then records, each an op byte:
 //     op & 3 == 0  client A sends the next u16 (big-endian) length of bytes
 //     op & 3 == 1  client B (connected and logged in on first use) sends them
@@ -141,6 +143,7 @@ struct Header {
   size_t client_chunk = 0;
   uint32_t max_prepared = 1;
   uint32_t max_pinned = 0;
+  bool admin = false;
 };
 
 Header decode_header(const uint8_t* data) {
@@ -156,6 +159,7 @@ Header decode_header(const uint8_t* data) {
   h.client_chunk = kChunks[(data[1] >> 5) & 7];
   h.max_prepared = 1u + (data[2] & 3);
   h.max_pinned = std::min<uint32_t>((data[2] >> 2) & 3, h.max_servers);
+  h.admin = (data[2] & 0x10) != 0;
   return h;
 }
 
@@ -167,7 +171,7 @@ class Session {
 
  private:
   config::Config make_config(uint16_t server_port) const;
-  FakeClient* add_client(bool raw, bool options, bool application_name);
+  FakeClient* add_client(bool raw, bool options, bool application_name, bool admin = false);
   void event(int which);
   size_t pump();
   bool loop_quiet();
@@ -197,6 +201,7 @@ config::Config Session::make_config(uint16_t server_port) const {
   config.session_pinning =
       header_.refuse ? config::SessionPinning::kRefuse : config::SessionPinning::kPin;
   config.log_level = "off";
+  config.admin_users = {"app"};
   // Small enough that a streamed message is exercised, large enough for
   // every message the fake server sends.
   config.max_message_size = 64 * 1024;
@@ -212,13 +217,13 @@ config::Config Session::make_config(uint16_t server_port) const {
   return config;
 }
 
-FakeClient* Session::add_client(bool raw, bool options, bool application_name) {
+FakeClient* Session::add_client(bool raw, bool options, bool application_name, bool admin) {
   clients_.push_back(std::make_unique<FakeClient>(&loop_, header_.client_chunk, progress_, !raw));
   FakeClient* client = clients_.back().get();
   client->peer().connect(proxy_->port());
   if (!raw) {
-    std::vector<std::pair<std::string, std::string>> params = {{"user", "app"},
-                                                               {"database", "app"}};
+    std::vector<std::pair<std::string, std::string>> params = {
+        {"user", "app"}, {"database", admin ? "pgbouncer" : "app"}};
     if (options) params.emplace_back("options", "-c search_path=s1 -c work_mem=64MB -X");
     if (application_name) params.emplace_back("application_name", "fuzz");
     protocol::Bytes startup;
@@ -271,7 +276,7 @@ void Session::event(int which) {
       a_->peer().send(terminate);
       settle();
       a_->peer().close(/*reset=*/false);
-      a_ = add_client(/*raw=*/false, header_.options, header_.application_name);
+      a_ = add_client(/*raw=*/false, header_.options, header_.application_name, header_.admin);
       break;
     }
   }
@@ -334,7 +339,7 @@ void Session::run(const uint8_t* data, size_t size) {
   check(server_port != 0);
   proxy_ = std::make_unique<proxy::Proxy>(make_config(server_port), &loop_);
   check(proxy_->start().ok());
-  a_ = add_client(header_.raw, header_.options, header_.application_name);
+  a_ = add_client(header_.raw, header_.options, header_.application_name, header_.admin);
   settle();
 
   size_t i = 0;
