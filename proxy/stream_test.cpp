@@ -202,7 +202,7 @@ TEST_CASE("Stream: owned writes arrive in order and fire on_readable") {
 
     // Small writes the kernel takes at once, then one too large for it
     // (queued as a copy), then small ones behind the queued one.
-    const std::string big = pattern(512 * 1024, 7);
+    const std::string big = pattern(64 * 1024, 7);
     std::string expected;
     for (const std::string& part : {std::string("first "), std::string("second "), big,
                                     std::string(" third"), std::string(" fourth")}) {
@@ -216,7 +216,7 @@ TEST_CASE("Stream: owned writes arrive in order and fire on_readable") {
     REQUIRE(h.run_until([&] { return server.events.received.size() >= expected.size(); }));
     CHECK(server.events.received.size() == expected.size());
     CHECK(server.events.received == expected);
-    CHECK(server.events.readable >= 2);  // 512 KB cannot come in one 4 KB read.
+    CHECK(server.events.readable >= 2);  // 64 KB cannot come in one 4 KB read.
     CHECK(server.events.eofs == 0);
     CHECK(client.stream.write_queue_size() == 0);
     CHECK(server.stream.reading());
@@ -271,7 +271,7 @@ TEST_CASE("Stream: a lent write the kernel takes at once needs no callback") {
 std::string back_up(Peer& forward, Peer& upstream) {
   shrink_socket_buffers(forward);
   shrink_socket_buffers(upstream);
-  std::string filler = pattern(256 * 1024, 3);
+  std::string filler = pattern(64 * 1024, 3);
   forward.stream.write_owned(filler);
   REQUIRE(forward.stream.write_queue_size() > 0);
   return filler;
@@ -463,7 +463,7 @@ TEST_CASE("Stream: the peer's close is reported once through on_eof, after its b
     shrink_socket_buffers(server);
 
     // close_after_writes() lets a queued write finish first.
-    const std::string data = pattern(200 * 1024, 9);
+    const std::string data = pattern(64 * 1024, 9);
     client.stream.write_owned(data);
     CHECK(client.stream.write_queue_size() > 0);
     client.stream.close_after_writes();
