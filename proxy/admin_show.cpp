@@ -213,30 +213,13 @@ bool AdminSession::show(std::string_view what_text, Bytes& out) {
     for (const auto& pool : proxy_.pools()) {
       const StatsTotals& t = pool->stats().totals;
       const PeriodAverages a = period_averages(pool->stats());
-      table.row({str(pool->name()),
-                 num(t.server_assignment_count),
-                 num(t.xact_count),
-                 num(t.query_count),
-                 num(t.received),
-                 num(t.sent),
-                 num(t.xact_time_us),
-                 num(t.query_time_us),
-                 num(t.wait_time_us),
-                 num(t.client_parse_count),
-                 num(t.server_parse_count),
-                 num(t.bind_count),
-                 num(a.server_assignment_count),
-                 num(a.xact_count),
-                 num(a.query_count),
-                 num(a.received),
-                 num(a.sent),
-                 num(a.xact_time_us),
-                 num(a.query_time_us),
-                 num(a.wait_time_us),
-                 num(a.client_parse_count),
-                 num(a.server_parse_count),
-                 num(a.bind_count),
-                 num(t.query_count)});
+      // The totals, then the averages (the same columns), then the old
+      // total_requests.
+      std::vector<Cell> row = stats_cells(pool->name(), t);
+      const std::vector<Cell> averages = stats_cells(pool->name(), averages_as_totals(a));
+      row.insert(row.end(), averages.begin() + 1, averages.end());
+      row.push_back(num(t.query_count));
+      table.row(row);
     }
     return true;
   }
