@@ -48,6 +48,10 @@ std::string_view to_string(LogFormat format) {
   return format == LogFormat::kJson ? "json" : "text";
 }
 
+std::string_view to_string(BudgetSharing sharing) {
+  return sharing == BudgetSharing::kOff ? "off" : "adaptive";
+}
+
 std::string_view to_string(SessionPinning policy) {
   switch (policy) {
     case SessionPinning::kPin:

@@ -78,6 +78,12 @@ std::string_view to_string(SessionPinning policy);
 
 // text: spdlog's human-readable lines; json: one JSON object per line.
 enum class LogFormat { kText, kJson };
+// How pgmux treats an upstream whose budget other clients may share (other
+// pgmux sidecars, other apps): adaptive lowers and raises its own cap with
+// what the upstream allows; off keeps max_server_connections fixed (the
+// static split).
+enum class BudgetSharing { kAdaptive, kOff };
+std::string_view to_string(BudgetSharing sharing);
 std::string_view to_string(LogFormat format);
 
 // A user clients may log in as. `password` is stored as given: a plain
@@ -116,6 +122,12 @@ struct Config {
   // a bare TCP connect probes it this often; when one connects, the backoff
   // ends. 0 turns probes off.
   Duration server_probe_interval = std::chrono::milliseconds(250);
+  // Sharing an upstream's connection budget with other instances (see
+  // proxy/upstream.h): adaptive or off.
+  BudgetSharing budget_sharing = BudgetSharing::kAdaptive;
+  // How often, while it holds idle servers, pgmux asks the upstream how full
+  // its budget is (pg_stat_activity, pg_roles); 0 turns the survey off.
+  Duration budget_survey_interval = std::chrono::seconds(1);
 
   // Transaction-mode compatibility.
   // Named prepared statements each server keeps (least recently used go).

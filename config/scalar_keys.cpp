@@ -56,7 +56,7 @@ Result<Duration> parse_duration(std::string_view text) {
 
 namespace detail {
 
-const std::array<KeySpec, 34> kScalarKeys = {{
+const std::array<KeySpec, 36> kScalarKeys = {{
     {"listen", KeyKind::kListen},
     {"max_client_conn", KeyKind::kCount, &Config::max_client_conn},
     {"client_login_timeout", KeyKind::kDuration, nullptr, &Config::client_login_timeout},
@@ -77,6 +77,8 @@ const std::array<KeySpec, 34> kScalarKeys = {{
     {"server_retry_initial", KeyKind::kDuration, nullptr, &Config::server_retry_initial},
     {"server_retry_max", KeyKind::kDuration, nullptr, &Config::server_retry_max},
     {"server_probe_interval", KeyKind::kDuration, nullptr, &Config::server_probe_interval},
+    {"budget_sharing", KeyKind::kBudgetSharing},
+    {"budget_survey_interval", KeyKind::kDuration, nullptr, &Config::budget_survey_interval},
     {"max_prepared_statements", KeyKind::kCount, &Config::max_prepared_statements},
     {"session_pinning", KeyKind::kSessionPinning},
     {"max_pinned_server_connections", KeyKind::kCount, &Config::max_pinned_server_connections},
@@ -123,6 +125,8 @@ constexpr std::array<ClientTls, 3> kClientTlsModes = {ClientTls::kDisable, Clien
 constexpr std::array<SessionPinning, 2> kPinningPolicies = {SessionPinning::kPin,
                                                             SessionPinning::kRefuse};
 constexpr std::array<LogFormat, 2> kLogFormats = {LogFormat::kText, LogFormat::kJson};
+constexpr std::array<BudgetSharing, 2> kBudgetSharings = {BudgetSharing::kAdaptive,
+                                                          BudgetSharing::kOff};
 constexpr std::array<AuthType, 4> kAuthTypes = {AuthType::kTrust, AuthType::kScramSha256,
                                                 AuthType::kMd5, AuthType::kPassword};
 
@@ -286,6 +290,8 @@ Status apply_scalar(Config& config, const KeySpec& key, const ScalarInput& in) {
       return parse_bool(in, config.*key.flag);
     case KeyKind::kLogFormat:
       return parse_enum(kLogFormats, in, config.log_format);
+    case KeyKind::kBudgetSharing:
+      return parse_enum(kBudgetSharings, in, config.budget_sharing);
     case KeyKind::kLogLevel:
       if (!in.text) return config_error(in.where + " must be a string such as \"info\"");
       if (!is_log_level(*in.text)) {

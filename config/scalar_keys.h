@@ -36,6 +36,7 @@ enum class KeyKind {
   kNameList,        // User names. TOML: an array of strings; environment: comma-separated.
   kBool,            // TOML: true | false; environment: true, false, 1, 0, on, off.
   kLogFormat,       // text | json
+  kBudgetSharing,   // adaptive | off
   kMetricsListen,   // host:port, or "" for none.
 };
 
@@ -50,7 +51,7 @@ struct KeySpec {
 };
 
 // Every scalar key, in documentation order.
-extern const std::array<KeySpec, 34> kScalarKeys;
+extern const std::array<KeySpec, 36> kScalarKeys;
 
 // Returns the spec named `name`, or nullptr.
 const KeySpec* find_scalar_key(std::string_view name);

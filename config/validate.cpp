@@ -167,6 +167,11 @@ Status validate(const Config& c) {
         "server_probe_interval must not be negative; the default is \"250ms\" (0 turns probes "
         "off)");
   }
+  if (c.budget_survey_interval < Duration::zero()) {
+    return config_error(
+        "budget_survey_interval must not be negative; the default is \"1s\" (0 turns the "
+        "survey off)");
+  }
   if (c.metrics_enabled() && c.metrics_port != 0 && c.metrics_port == c.listen_port &&
       c.metrics_host == c.listen_host) {
     return config_error("metrics_listen is the same address as listen (" + c.listen_host + ":" +

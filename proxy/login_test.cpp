@@ -53,6 +53,7 @@ class FakeServer final : public PooledServer {
   PooledClient* pooled_client() const override { return nullptr; }
   bool seems_alive() override { return true; }
   void start_check() override {}
+  void start_survey() override {}
   TimeMs checking_since() const override { return 0; }
   void attach(PooledClient* /*client*/) override {}
   void detach() override {}

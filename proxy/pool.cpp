@@ -210,8 +210,10 @@ void Pool::offer(PooledServer* server) {
     server->close("RECONNECT, or its database's connection settings changed");
     return;
   }
-  if (server->upstream->open() > server->upstream->cap() && !host_.stopping()) {
-    server->close("max_server_connections was lowered");
+  if (server->upstream->open() > server->upstream->limit() && !host_.stopping()) {
+    server->close(server->upstream->limit() < server->upstream->cap()
+                      ? "above pgmux's share of a full upstream budget"
+                      : "max_server_connections was lowered");
     return;
   }
   if (paused_) {
@@ -220,6 +222,15 @@ void Pool::offer(PooledServer* server) {
   }
   if (host_.holding_servers()) {
     link(server, PoolList::kIdle, /*front=*/true);
+    return;
+  }
+  if (!waiting_.empty() && upstream_->wants_busy_survey(host_.now())) {
+    // At the cap with clients waiting: this server surveys the budget
+    // first (one round trip), then comes back here for the next client.
+    upstream_->on_busy_survey_started(host_.now());
+    link(server, PoolList::kChecking);
+    server->surveying = true;
+    server->start_survey();
     return;
   }
   if (PooledClient* client = pop(PoolList::kWaiting)) {
@@ -239,9 +250,31 @@ void Pool::on_server_login_failed(PooledServer* server, const protocol::Error& e
   // probe can tell when it is back, as for an unreachable one.
   const bool down =
       kind == LoginFailure::kUnreachable || error.sqlstate == sqlstate::kCannotConnectNow;
+  const size_t waiting = waiting_.size() + welcome_.size();
+  if (kind == LoginFailure::kNoCapacity && !down) {
+    // The budget is full: lower the limit (proxy/upstream.h).
+    const uint32_t held = upstream_->logged_in();
+    const uint32_t before = upstream_->limit();
+    const uint64_t delay = upstream_->on_refused(now, host_.rng());
+    if (upstream_->adaptive() && held > 0) {
+      if (upstream_->limit() < before) {
+        spdlog::info(
+            "{}: the upstream budget is full ({} {}); holding {} servers, pgmux lowers its "
+            "limit from {} to {}; {} clients waiting",
+            server->tag(), error.sqlstate, error.message, held, before, upstream_->limit(),
+            waiting);
+      } else {
+        spdlog::debug("{}: refused again ({}); limit {}", server->tag(), error.sqlstate,
+                      upstream_->limit());
+      }
+      return;
+    }
+    spdlog::warn("{}: no capacity upstream ({} {}); {} clients waiting; retrying in {} ms",
+                 server->tag(), error.sqlstate, error.message, waiting, delay);
+    return;
+  }
   const uint64_t delay = upstream_->on_failure(
       now, host_.rng(), down ? Upstream::Outage::kDown : Upstream::Outage::kFull);
-  const size_t waiting = waiting_.size() + welcome_.size();
   // One warning per backoff step; probes log at debug.
   const char* sooner = down && upstream_->probes() ? ", or as soon as a probe connects" : "";
   if (kind == LoginFailure::kNoCapacity) {
@@ -265,6 +298,10 @@ void Pool::on_server_login_failed(PooledServer* server, const protocol::Error& e
 
 void Pool::on_server_closing(PooledServer* server) {
   server->upstream->on_closed(server->pool_list == PoolList::kOpening);
+  if (server->surveying) {
+    server->surveying = false;
+    server->upstream->on_survey_lost();
+  }
   unlink(server);
   if (!host_.stopping()) launch_if_needed(host_.now());
 }
@@ -328,7 +365,7 @@ PooledClient* Pool::pop(PoolList where) {
 
 bool Pool::wants_servers() const {
   const size_t demand = waiting_.size() + (!has_welcome() && !welcome_.empty() ? 1 : 0);
-  return demand > opening_.size() + checking_.size() || server_count() < min_servers();
+  return demand > opening_.size() + checking_.size() || server_count() < warm_servers(host_.now());
 }
 
 void Pool::launch_if_needed(TimeMs now) {
@@ -337,7 +374,7 @@ void Pool::launch_if_needed(TimeMs now) {
   // After a failure, may_open allows one login at a time until one succeeds.
   // Servers being checked are on their way to a client, like those opening.
   while (demand > opening_.size() + checking_.size() && upstream_->may_open(now)) {
-    if (!upstream_->has_room()) {
+    if (!upstream_->has_room() && !upstream_->raise_limit(now)) {
       // The cap is shared: an idle server of another pool on this upstream
       // makes room for ours.
       bool freed = false;
@@ -366,8 +403,9 @@ bool Pool::give_up_idle_server() {
 void Pool::open_needed(TimeMs now) {
   if (host_.stopping() || paused_) return;
   // Keep min_server_connections warm (Supavisor drops a pool with no
-  // connection, and a warm pool answers the first query at once).
-  const uint32_t min = min_servers();
+  // connection, and a warm pool answers the first query at once); fewer on
+  // a shared budget (warm_servers).
+  const uint32_t min = warm_servers(now);
   while (server_count() < min && upstream_->has_room() && upstream_->may_open(now)) {
     const size_t before = opening_.size();
     host_.open_server(*this);
@@ -381,6 +419,53 @@ void Pool::open_needed(TimeMs now) {
   }
 }
 
+uint32_t Pool::warm_servers(TimeMs now) const {
+  const uint32_t min = min_servers();
+  // Warming stops when refused; after that, one warm server (enough to keep
+  // a Supavisor pool alive) rather than a share nobody agreed on.
+  if (upstream_->contended(now)) return 0;
+  if (upstream_->shared()) return std::min<uint32_t>(min, 1);
+  return min;
+}
+
+void Pool::start_survey(TimeMs now) {
+  // Only an instance holding an idle server it could give back asks.
+  if (idle_.empty() || upstream_->open() < 2 || paused_ || host_.stopping()) return;
+  if (!upstream_->wants_survey(now)) return;
+  PooledServer* server = idle_.back();  // The coldest one.
+  if (!server->seems_alive()) {
+    server->close("found closed when about to survey the budget");
+    return;
+  }
+  upstream_->on_survey_started(now);
+  link(server, PoolList::kChecking);
+  server->surveying = true;
+  server->start_survey();
+}
+
+void Pool::on_survey(PooledServer* server, const BudgetSurvey& survey) {
+  server->surveying = false;
+  const TimeMs now = host_.now();
+  const bool was = upstream_->contended(now);
+  upstream_->on_survey(now, survey);
+  if (!was && upstream_->contended(now)) {
+    spdlog::info(
+        "{}: the upstream budget is full and shared ({} of the role's {} connections, {} of "
+        "{} in all; pgmux holds {}): idle servers above one go back after {} ms",
+        database_.name, survey.role_connections, survey.role_limit, survey.connections,
+        survey.max_connections, upstream_->logged_in(), Upstream::kIdleLeaseMs);
+  }
+  on_server_checked(server);
+}
+
+void Pool::on_survey_failed(PooledServer* server, const std::string& why) {
+  server->surveying = false;
+  upstream_->on_survey_failed();
+  spdlog::info("{}: the budget survey failed ({}); pgmux relies on refusals alone", server->tag(),
+               why);
+  on_server_checked(server);
+}
+
 void Pool::on_probe_done(bool connected) {
   const TimeMs now = host_.now();
   const bool ended = upstream_->on_probe_done(connected, now);
@@ -392,12 +477,14 @@ void Pool::on_probe_done(bool connected) {
 
 void Pool::tick(TimeMs now) {
   const config::Config& config = host_.config();
-  // max_server_connections was lowered by a reload: the coldest idle
-  // servers go until the upstream is back within its cap.
-  while (upstream_->open() > upstream_->cap()) {
+  // max_server_connections was lowered by a reload, or the budget's limit
+  // fell: the coldest idle servers go until the upstream is within it.
+  while (upstream_->open() > upstream_->limit()) {
     PooledServer* server = idle_.back();
     if (server == nullptr) break;
-    server->close("max_server_connections was lowered");
+    server->close(upstream_->limit() < upstream_->cap()
+                      ? "above pgmux's share of a full upstream budget"
+                      : "max_server_connections was lowered");
   }
   const auto wait_ms = static_cast<uint64_t>(config.query_wait_timeout.count());
 
@@ -452,18 +539,25 @@ void Pool::tick(TimeMs now) {
 
   // Recycle at most one expired idle server per tick, so a pool opened all
   // at once is not closed all at once; trim idle servers above the minimum.
-  const auto idle_ms = static_cast<uint64_t>(config.server_idle_timeout.count());
+  // On a contended budget, idle servers above one go after a short lease:
+  // another instance may be waiting for them.
+  const bool contended = upstream_->contended(now);
+  const uint64_t idle_ms = contended ? Upstream::kIdleLeaseMs
+                                     : static_cast<uint64_t>(config.server_idle_timeout.count());
+  const uint32_t keep = contended ? std::min<uint32_t>(min_servers(), 1) : min_servers();
   bool recycled = false;
   for (PooledServer* server = idle_.front(); server != nullptr;) {
     PooledServer* next = idle_.next(server);
     if (!recycled && now >= server->expires_at()) {
       server->close("server_lifetime reached");
       recycled = true;
-    } else if (now >= server->idle_since() + idle_ms && server_count() > min_servers()) {
-      server->close("server_idle_timeout reached");
+    } else if (now >= server->idle_since() + idle_ms && server_count() > keep) {
+      server->close(contended ? "idle while the upstream budget is contended"
+                              : "server_idle_timeout reached");
     }
     server = next;
   }
+  start_survey(now);
 
   open_needed(now);
 }

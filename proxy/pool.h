@@ -94,6 +94,10 @@ class Pool {
   void on_server_opening(PooledServer* server);  // Counted against the cap.
   void on_server_ready(PooledServer* server);    // Login done.
   void on_server_checked(PooledServer* server);  // The idle check passed.
+  // The budget survey (proxy/budget.h) on an idle server answered, or
+  // failed with the server still fit for clients; it goes back to the pool.
+  void on_survey(PooledServer* server, const BudgetSurvey& survey);
+  void on_survey_failed(PooledServer* server, const std::string& why);
   // The client is done with its server at ReadyForQuery 'I'.
   void release(PooledServer* server);
   // Connect or login failed; backs off, and tells waiting clients when the
@@ -182,6 +186,11 @@ class Pool {
   // Whether this pool wants another server: waiting clients beyond those
   // being opened for, or fewer than min_server_connections.
   bool wants_servers() const;
+  // How many servers to keep warm now: min_servers(), but none while the
+  // upstream budget is contended and at most one once it has been.
+  uint32_t warm_servers(TimeMs now) const;
+  // Surveys the budget on the coldest idle server when the upstream wants it.
+  void start_survey(TimeMs now);
   // min_server_connections, or 0 once retired or while pgmux drains.
   uint32_t min_servers() const {
     if (retired_ || host_.draining_clients() || host_.holding_servers()) return 0;

@@ -76,8 +76,11 @@ TEST_CASE("idle trim above min_server_connections, and the warm minimum") {
   CHECK(pool.opening_count() == 1);
 }
 
-TEST_CASE("a refused warm-up stops further warming until the backoff ends, then one at a time") {
+TEST_CASE(
+    "budget_sharing off: a refused warm-up stops further warming until the backoff ends, then one "
+    "at a time") {
   FakeHost host;
+  host.config_.budget_sharing = config::BudgetSharing::kOff;
   host.config_.max_server_connections = 5;
   host.config_.min_server_connections = 3;
   Pool& pool = host.pool();

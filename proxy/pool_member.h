@@ -57,6 +57,9 @@ class PooledServer : public PoolLink {
   // opened on, and an old generation is closed at release.
   Upstream* upstream = nullptr;
   uint64_t generation = 0;
+  // A budget survey is in flight on it (on the checking list); set and
+  // cleared by Pool.
+  bool surveying = false;
 
   virtual const std::string& tag() const = 0;
   // The ParameterStatus set of its login.
@@ -73,6 +76,10 @@ class PooledServer : public PoolLink {
   // through Pool::on_server_checked, or the server closes.
   virtual void start_check() = 0;
   virtual TimeMs checking_since() const = 0;
+  // Sends the budget survey (proxy/budget.h) on an idle server; the answer
+  // comes back through Pool::on_survey or on_survey_failed, or the server
+  // closes. Counts as checking (checking_since).
+  virtual void start_survey() = 0;
   // Lent to `client` for a transaction / back to idle.
   virtual void attach(PooledClient* client) = 0;
   virtual void detach() = 0;

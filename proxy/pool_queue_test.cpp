@@ -126,8 +126,9 @@ TEST_CASE("backoff: initial doubling to max with +-25 % jitter") {
   }
 }
 
-TEST_CASE("after a failure one login at a time, then the rest once one succeeds") {
+TEST_CASE("budget_sharing off: after a failure one login at a time, then the rest at once") {
   FakeHost host;
+  host.config_.budget_sharing = config::BudgetSharing::kOff;
   host.config_.max_server_connections = 5;
   host.config_.query_wait_timeout = 1h;
   warm_up(host);

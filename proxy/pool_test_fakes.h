@@ -41,6 +41,16 @@ class FakeServer final : public PooledServer {
     checking_since_ = clock_;
   }
   TimeMs checking_since() const override { return checking_since_; }
+  void start_survey() override {
+    checking = true;
+    checking_since_ = clock_;
+  }
+  // The server answered the budget survey at `now` with `survey`.
+  void answer_survey(TimeMs now, const BudgetSurvey& survey) {
+    checking = false;
+    idle_since_ = now;
+    pool_.on_survey(this, survey);
+  }
   // The server answered the idle check at `now`.
   void pass_check(TimeMs now) {
     checking = false;
@@ -125,6 +135,8 @@ class FakeHost final : public PoolHost {
     // Idle checks only where a test asks for them (the clock jumps by
     // minutes in some tests).
     config_.server_check_delay = 24h;
+    // Budget surveys, too, only where a test asks for them.
+    config_.budget_survey_interval = 0s;
     database_.name = "app";
     database_.upstream.host = "127.0.0.1";
     database_.upstream.port = 5432;

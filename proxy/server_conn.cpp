@@ -183,7 +183,11 @@ void ServerConn::on_readable(Stream& /*stream*/) {
           process_idle();
           break;
         case PoolList::kChecking:
-          process_check();
+          if (surveying) {
+            process_survey();
+          } else {
+            process_check();
+          }
           break;
         case PoolList::kActive:
           link_.on_server_readable();
@@ -314,6 +318,71 @@ void ServerConn::start_check() {
   scratch_.clear();
   protocol::append_sync(scratch_);
   stream_.write_owned(scratch_);
+}
+
+void ServerConn::start_survey() {
+  checking_since_ = host_.now();
+  survey_.reset();
+  survey_error_.clear();
+  scratch_.clear();
+  protocol::append_query(scratch_, kBudgetSurveySql);
+  stream_.write_owned(scratch_);
+}
+
+void ServerConn::process_survey() {
+  // RowDescription, one DataRow, CommandComplete, ReadyForQuery 'I'; or an
+  // ErrorResponse (no permission, say) then ReadyForQuery 'I': the server
+  // is still fit for clients either way. Anything else closes it.
+  Buffer& in = stream_.input();
+  while (state_ == State::kInPool && pool_list == PoolList::kChecking && surveying) {
+    protocol::ByteView bytes = in.unparsed();
+    protocol::Frame frame = protocol::frame_message(bytes, host_.config().max_message_size);
+    if (frame.status == FrameStatus::kInvalid ||
+        (frame.status == FrameStatus::kComplete && frame.size > in.capacity())) {
+      close("invalid answer to the budget survey");
+      return;
+    }
+    if (!frame.whole_in(bytes)) return;
+    const protocol::ByteView message = bytes.first(frame.size);
+    switch (frame.type) {
+      case be::kRowDescription:
+      case be::kCommandComplete:
+      case be::kNoticeResponse:
+      case be::kParameterStatus:
+        break;
+      case be::kDataRow: {
+        auto row = protocol::parse_data_row(message);
+        if (row) survey_ = parse_budget_survey(*row);
+        if (!survey_) survey_error_ = "an answer that is not four integers";
+        break;
+      }
+      case be::kErrorResponse: {
+        auto fields = protocol::parse_error_response(message);
+        survey_error_ = fields ? std::string(fields->sqlstate) + " " + std::string(fields->message)
+                               : "an error";
+        break;
+      }
+      case be::kReadyForQuery: {
+        auto status = protocol::parse_ready_for_query(message);
+        in.consume(frame.size);
+        if (!status || *status != protocol::tx::kIdle) {
+          close("the budget survey left the server inside a transaction");
+          return;
+        }
+        idle_since_ = host_.now();
+        if (survey_ && survey_error_.empty()) {
+          pool_.on_survey(this, *survey_);
+        } else {
+          pool_.on_survey_failed(this, survey_error_.empty() ? "no row" : survey_error_);
+        }
+        return;
+      }
+      default:
+        close("unexpected answer to the budget survey");
+        return;
+    }
+    in.consume(frame.size);
+  }
 }
 
 void ServerConn::process_check() {

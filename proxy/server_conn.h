@@ -25,6 +25,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <utility>
@@ -33,6 +34,7 @@
 #include "protocol/frame.h"
 #include "protocol/messages.h"
 #include "protocol/result.h"
+#include "proxy/budget.h"
 #include "proxy/link.h"
 #include "proxy/list.h"
 #include "proxy/pool_member.h"
@@ -106,6 +108,9 @@ class ServerConn final : public PooledServer, public LinkServer, private StreamE
   // Pool::on_server_checked, or the server closes.
   void start_check() override;
   TimeMs checking_since() const override { return checking_since_; }
+  // Sends the budget survey query; Pool::on_survey or on_survey_failed
+  // hears the answer.
+  void start_survey() override;
   // REQUIRES: `client` is a ClientConn. Begins the Link.
   void attach(PooledClient* client) override;
   void detach() override;  // Ends the Link; back to kIdle.
@@ -142,6 +147,7 @@ class ServerConn final : public PooledServer, public LinkServer, private StreamE
   void login_failed(const protocol::Error& error, LoginFailure kind);
   void process_idle();
   void process_check();
+  void process_survey();
 
   ServerHost& host_;
   Pool& pool_;
@@ -158,6 +164,9 @@ class ServerConn final : public PooledServer, public LinkServer, private StreamE
   uint64_t opened_at_ = 0;
   uint64_t idle_since_ = 0;
   uint64_t checking_since_ = 0;
+  // The survey's answer so far (from its DataRow, or its error).
+  std::optional<BudgetSurvey> survey_;
+  std::string survey_error_;
   uint64_t expires_at_ = 0;
   int32_t backend_pid_ = 0;
   int32_t backend_secret_ = 0;

@@ -13,6 +13,32 @@
 // ends and one login is tried at once. An upstream that is up but full (53300,
 // Supavisor's refusals) or that rejected pgmux is only retried when the
 // backoff runs out: a probe cannot tell when it has room.
+//
+// Sharing the budget (budget_sharing = adaptive, the default). Other pgmux
+// instances, or other apps, may hold part of the upstream's budget, so the
+// cap pgmux obeys is its own `limit`, at most max_server_connections:
+//   - a capacity refusal (53300, Supavisor's) while pgmux holds servers
+//     lowers the limit to 3/4 of the servers held (once per 500 ms; the
+//     limit is fractional, so small shares shrink by the same fraction), and
+//     the servers above it close as their clients release them; the login
+//     that was refused is not retried until the limit allows;
+//   - while clients wait on the limit and nothing was refused for 400 ms,
+//     it rises by one every 50 ms (additive increase, multiplicative
+//     decrease: instances that all want more converge on equal shares, as
+//     TCP flows do);
+//   - the budget is contended for 30 s after a refusal, or after a survey
+//     (proxy/budget.h) found it full with someone else on it. While
+//     contended, pools open no warm servers and give back idle servers above
+//     one after 500 ms; once it has been contended, pgmux keeps one warm
+//     server, not min_server_connections.
+// A refusal while pgmux holds no server backs off as before, but for at most
+// 1 s, so an instance that gets its share late still starts soon.
+//
+// An instance that holds the whole budget at its cap never probes, so it
+// would never hear of an instance that has nothing (a new replica): the
+// survey, run on a released server every 5 s while clients wait, tells it,
+// and it gives one server back for 1.5 s; a newcomer retrying every second
+// takes it, and from then on refusals share the budget out.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +48,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "proxy/budget.h"
 #include "proxy/pool_member.h"
 
 namespace pgmux::proxy {
@@ -45,10 +72,10 @@ class Upstream {
   void configure(uint32_t cap, const config::Config& config);
 
   const std::string& endpoint() const { return endpoint_; }
-  uint32_t cap() const { return cap_; }
+  uint32_t cap() const { return cap_; }    // max_server_connections.
   uint32_t open() const { return open_; }  // Including those still opening.
   uint32_t opening() const { return opening_; }
-  bool has_room() const { return open_ < cap_; }
+  bool has_room() const { return open_ < limit(); }
   // A server may start opening now: the upstream is not backing off, and
   // after a failure no other login is in flight.
   bool may_open(TimeMs now) const { return now >= retry_at_ && (failures_ == 0 || opening_ == 0); }
@@ -100,12 +127,76 @@ class Upstream {
   TimeMs last_reached() const { return last_reached_; }
   void on_reached(TimeMs now) { last_reached_ = now; }
 
+  // ---- Sharing the budget ----
+  static constexpr double kDecrease = 0.75;              // Multiplicative decrease...
+  static constexpr uint64_t kDecreaseGapMs = 500;        // ...at most once per gap.
+  static constexpr uint64_t kRaiseEveryMs = 50;          // +1 at most this often...
+  static constexpr uint64_t kRaiseAfterRefusalMs = 400;  // ...and this long after a refusal.
+  static constexpr uint64_t kContendedMs = 30'000;       // Contended this long after a sign.
+  static constexpr uint64_t kIdleLeaseMs = 500;          // Idle servers above one, when contended.
+  static constexpr uint64_t kRefusedRetryMaxMs = 1'000;  // Backoff cap with nothing held.
+  static constexpr uint64_t kBusySurveyEveryMs = 5'000;  // At the cap, with clients waiting.
+  static constexpr uint64_t kYieldMs = 1'500;            // One server given back this long.
+
+  bool adaptive() const { return adaptive_; }
+  // The cap pgmux holds itself to now (max_server_connections when off).
+  uint32_t limit() const {
+    if (!adaptive_) return cap_;
+    const auto whole = static_cast<uint32_t>(limit_);
+    return whole < 1 ? 1 : whole;
+  }
+  // A refusal or a full shared survey within the last kContendedMs.
+  bool contended(TimeMs now) const { return adaptive_ && now < contended_until_; }
+  // Contended at least once since start.
+  bool shared() const { return adaptive_ && shared_; }
+  // A capacity refusal (53300, Supavisor's; not 57P03). Returns the delay
+  // before the next login.
+  uint64_t on_refused(TimeMs now, std::mt19937_64& rng);
+  // Clients wait and the limit holds them back: one more, when allowed.
+  // Returns whether the limit rose.
+  bool raise_limit(TimeMs now);
+  uint64_t refusals() const { return refusals_; }
+  uint64_t decreases() const { return decreases_; }
+
+  // The survey (adaptive and budget_survey_interval > 0): at most one in
+  // flight per upstream, one per interval. A survey that fails (an error,
+  // an odd answer) turns surveys off for this upstream.
+  bool wants_survey(TimeMs now) const;
+  void on_survey_started(TimeMs now) {
+    survey_started_at_ = now;
+    next_survey_at_ = now + survey_interval_ms_;
+  }
+  void on_survey(TimeMs now, const BudgetSurvey& survey);
+  void on_survey_failed() {
+    survey_started_at_ = 0;
+    surveys_off_ = true;
+  }
+  void on_survey_lost() { survey_started_at_ = 0; }  // Its server closed.
+  uint64_t surveys() const { return surveys_; }
+  // At the cap with clients waiting, no server is idle to survey on, so a
+  // released server is surveyed before the next client gets it, at most
+  // every kBusySurveyEveryMs. If the survey finds the whole budget held by
+  // this pgmux, it yields one server for kYieldMs (see on_survey).
+  bool wants_busy_survey(TimeMs now) const {
+    return open_ >= cap_ && now >= next_busy_survey_at_ && wants_survey(now);
+  }
+  void on_busy_survey_started(TimeMs now) {
+    on_survey_started(now);
+    next_busy_survey_at_ = now + kBusySurveyEveryMs;
+  }
+  uint64_t yields() const { return yields_; }
+
   // Clients pinned to one of this upstream's servers.
   uint32_t pinned() const { return pinned_; }
   void on_pinned() { ++pinned_; }
   void on_unpinned() { --pinned_; }
 
  private:
+  void mark_contended(TimeMs now) {
+    shared_ = true;
+    contended_until_ = now + kContendedMs;
+  }
+
   std::string endpoint_;
   uint32_t cap_;
   uint64_t retry_initial_ms_;
@@ -122,6 +213,25 @@ class Upstream {
   TimeMs next_probe_at_ = 0;
   std::string last_error_;
   std::vector<Pool*> pools_;
+  // Sharing the budget.
+  bool adaptive_;
+  // Fractional, so a small share shrinks by the same fraction as a large
+  // one (integer 3/4 of 2 would be 1: half).
+  double limit_;
+  bool shared_ = false;
+  TimeMs contended_until_ = 0;
+  TimeMs no_raise_until_ = 0;
+  TimeMs last_decrease_at_ = 0;
+  TimeMs last_raise_at_ = 0;
+  uint64_t refusals_ = 0;
+  uint64_t decreases_ = 0;
+  uint64_t survey_interval_ms_;
+  TimeMs survey_started_at_ = 0;  // 0: none in flight.
+  TimeMs next_survey_at_ = 0;
+  bool surveys_off_ = false;
+  uint64_t surveys_ = 0;
+  uint64_t yields_ = 0;
+  TimeMs next_busy_survey_at_ = 0;
 };
 
 }  // namespace pgmux::proxy
