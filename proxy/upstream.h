@@ -22,7 +22,7 @@
 //     limit is fractional, so small shares shrink by the same fraction), and
 //     the servers above it close as their clients release them; the login
 //     that was refused is not retried until the limit allows;
-//   - while clients wait on the limit and nothing was refused for 400 ms,
+//   - while clients wait on the limit and nothing was refused for 300 ms,
 //     it rises by one every 50 ms (additive increase, multiplicative
 //     decrease: instances that all want more converge on equal shares, as
 //     TCP flows do);
@@ -131,7 +131,7 @@ class Upstream {
   static constexpr double kDecrease = 0.75;              // Multiplicative decrease...
   static constexpr uint64_t kDecreaseGapMs = 500;        // ...at most once per gap.
   static constexpr uint64_t kRaiseEveryMs = 50;          // +1 at most this often...
-  static constexpr uint64_t kRaiseAfterRefusalMs = 400;  // ...and this long after a refusal.
+  static constexpr uint64_t kRaiseAfterRefusalMs = 300;  // ...and this long after a refusal.
   static constexpr uint64_t kContendedMs = 30'000;       // Contended this long after a sign.
   static constexpr uint64_t kIdleLeaseMs = 500;          // Idle servers above one, when contended.
   static constexpr uint64_t kRefusedRetryMaxMs = 1'000;  // Backoff cap with nothing held.
