@@ -85,18 +85,52 @@ def load(out):
 # ---------------------------------------------------------------- measures
 
 
+def measured(run):
+    """(start, end) of a run's measured time in seconds since t0 (the harness
+    connects all its clients before its clock starts)."""
+    r = run["result"]
+    a = run["start_s"] + r.get("connect_s", 0)
+    return a, a + r.get("duration_s", run["duration_s"])
+
+
 def load_window(s):
-    """(start, end) of the load in seconds since t0: from the first measured second
-    to the end of the earliest-ending run of the last phase (when the harness
-    closes its connections, abandoning open transactions)."""
+    """(start, end) in seconds since t0 of the time when every run that belongs
+    there was measuring: from the last first-half (or whole-run) run to start its
+    clock to the first second-half (or whole-run) run to stop (when a run stops,
+    it closes its clients and abandons their open transactions)."""
     runs = [r for r in s["runs"] if r["result"]]
     if not runs:
         return 0.0, float(s["duration_s"])
-    last = max(r["phase"] for r in runs)
-    ends = [r["start_s"] + r["result"].get("connect_s", 0) + r["result"].get("duration_s", r["duration_s"])
-            for r in runs if r["phase"] == last]
-    starts = [r["start_s"] + r["result"].get("connect_s", 0) for r in runs if r["phase"] == 1]
-    return min(starts), min(ends)
+    starts = [measured(r)[0] for r in runs if r["phase"] in (0, 1)]
+    ends = [measured(r)[1] for r in runs if r["phase"] in (0, 2)]
+    return max(starts or [0.0]), min(ends or [float(s["duration_s"])])
+
+
+def shift_time(s):
+    """When the heavy load arrives on instance 2 (moving): its run's clock start."""
+    for r in s["runs"]:
+        if r["phase"] == 2 and r["result"]:
+            return measured(r)[0]
+    return float(s.get("half_s", float(s["duration_s"]) / 2))
+
+
+def transactions_between(run, a, b):
+    """Transactions a run completed between a and b (seconds since t0), from its
+    timeline buckets (each bucket's share of the overlap, pro rata)."""
+    r = run["result"]
+    if not r or b <= a:
+        return 0.0
+    m0, _ = measured(run)
+    total, prev = 0.0, 0.0
+    for iv in r.get("timeline") or []:
+        t = iv.get("t", 0.0)
+        lo, hi = m0 + prev, m0 + t
+        if hi > lo:
+            n = iv.get("transactions", iv.get("tps", 0) * (t - prev))
+            overlap = max(0.0, min(hi, b) - max(lo, a))
+            total += n * overlap / (hi - lo)
+        prev = t
+    return total
 
 
 def mean_between(samples, a, b):
@@ -108,7 +142,7 @@ def rebalance_time(s):
     """Seconds from the shift until instance 2 holds at least 80 % of the budget
     and keeps it for REBALANCE_HOLD_S; None for never."""
     need = REBALANCE_SHARE * s.get("budget", 15)
-    shift = s["shift_s"]
+    shift = shift_time(s)
     _, end = load_window(s)
     samples = [(t, c) for t, c in s["timeline"][2] if t >= shift]
     for k, (t, c) in enumerate(samples):
@@ -133,11 +167,13 @@ def measures(s):
     res = [r["result"] for r in runs if r["result"]]
     m = {"config": s["config"], "scenario": s["scenario"], "duration_s": s["duration_s"],
          "missing_runs": [r["file"] for r in runs if not r["result"]]}
-    txns = sum(r.get("transactions", 0) for r in res)
-    m["transactions"] = txns
-    # Transactions over the measured wall time: each instance is measured for the
-    # whole duration (moving: two phases of half the duration each).
-    m["tps"] = txns / float(s["duration_s"]) if s["duration_s"] else 0.0
+    start, end = load_window(s)
+    m["window_s"] = [start, end]
+    span = end - start
+    txns = sum(transactions_between(r, start, end) for r in runs)
+    m["transactions_in_window"] = txns
+    # Transactions of all instances over the time they were all measuring.
+    m["tps"] = txns / span if span > 0 else 0.0
     m["errors"] = sum(r.get("errors", 0) for r in res)
     kinds = {}
     for r in res:
@@ -146,19 +182,27 @@ def measures(s):
             kinds[key] = kinds.get(key, 0) + k.get("count", 0)
     m["errors_by_kind"] = dict(sorted(kinds.items(), key=lambda kv: -kv[1]))
     m["p99_worst_ms"] = max((r.get("latency_us", {}).get("p99", 0) for r in res), default=0) / 1000
+    all_txns = sum(r.get("transactions", 0) for r in res)
     m["latency_mean_ms"] = (sum(r.get("latency_us", {}).get("mean", 0) * r.get("transactions", 0) for r in res)
-                            / txns / 1000) if txns else 0.0
-    per_inst = {}
-    for r in runs:
-        if r["result"]:
-            per_inst.setdefault(r["instance"], []).append(r["result"].get("tps", 0))
-    m["tps_by_instance"] = {i: per_inst.get(i, []) for i in INSTANCES}
-    start, end = load_window(s)
+                            / all_txns / 1000) if all_txns else 0.0
+    # Per instance: over the whole window, or (moving) before and after the shift.
+    cuts = [start, end]
+    if s["scenario"] == "moving":
+        m["shift_s"] = shift_time(s)
+        cuts = [start, m["shift_s"], end]
+    m["tps_by_instance"] = {}
+    for i in INSTANCES:
+        mine = [r for r in runs if r["instance"] == i]
+        m["tps_by_instance"][i] = [
+            sum(transactions_between(r, a, b) for r in mine) / (b - a) if b > a else 0.0
+            for a, b in zip(cuts, cuts[1:])]
     m["refusals_total"] = s.get("refusals_upstream", len(s["refusal_times"]))
-    m["refusals_during_load"] = sum(1 for t in s["refusal_times"] if start - 1 <= t <= end)
+    # From the harness launch to the first run's stop (not the poolers' start-up,
+    # nor the refills after the harness closes its clients).
+    m["refusals_during_load"] = sum(1 for t in s["refusal_times"] if 0 <= t <= end)
     if s["scenario"] == "even":
-        # Steady state: the second half of the run.
-        half = float(s["duration_s"]) / 2
+        # Steady state: the second half of the window.
+        half = (start + end) / 2
         means = {i: mean_between(s["timeline"][i], half, end) for i in INSTANCES}
         m["mean_connections_2nd_half"] = means
         fair = s.get("budget", 15) / 3
@@ -166,7 +210,6 @@ def measures(s):
         m["fair_share"] = fair
         m["max_deviation"] = max(devs) if devs else None
     if s["scenario"] == "moving":
-        m["shift_s"] = s["shift_s"]
         m["rebalance_s"] = rebalance_time(s)
     return m
 
@@ -304,7 +347,7 @@ def svg_shares(data, configs, scenarios, path):
             o.append(f'<text x="{x0 - 26}" y="{y0 + ph / 2}" text-anchor="middle" fill="#333" '
                      f'transform="rotate(-90 {x0 - 26} {y0 + ph / 2})">connections</text>')
             if sc == "moving":
-                xs = X(s["shift_s"])
+                xs = X(shift_time(s))
                 o.append(f'<line x1="{xs:.1f}" y1="{y0}" x2="{xs:.1f}" y2="{y0 + ph}" stroke="#7f3fbf" '
                          'stroke-width="1.5" stroke-dasharray="2,3"/>')
 
@@ -321,9 +364,9 @@ def svg_shares(data, configs, scenarios, path):
             if d:
                 o.append(f'<path d="{d}" fill="none" stroke="#999999" stroke-width="1"/>')
             # Instances drawn 3, 2, 1 so that 1 (the first heavy one) is on top, each
-            # nudged by half a pixel so equal counts stay visible side by side.
+            # nudged by 1.6 px (one line's width) so equal counts stay visible side by side.
             for i in reversed(INSTANCES):
-                d = step_path([(t, v + (i - 2) * 0.06 * ymax / 15) for t, v in s["timeline"][i]])
+                d = step_path([(t, v - (i - 2) * 1.6 * ymax / ph) for t, v in s["timeline"][i]])
                 if d:
                     o.append(f'<path d="{d}" fill="none" stroke="{COLORS[i]}" stroke-width="1.6"/>')
             budget = s.get("budget", 15)
@@ -366,17 +409,19 @@ def main():
            f"skewed/moving {heavy} heavy and {light} light.", ""]
     md += table_md(ms, configs, scenarios)
     md += ["",
-           "TPS: transactions of all instances / the scenario's duration. Errors: what the harness "
-           "clients got (sum of `errors`). Refused logins: PostgreSQL's `too many connections for role "
-           "\"app\"` lines, during the load (its first measured second to the end of the last phase, "
-           "which in `moving` includes the hand-over at half time, when the heavy clients leave "
-           "instance 1 with transactions open) / in all (also the poolers' start and the refills after "
-           "the harness closes its clients). p99: the worst instance's (run's) p99; mean latency: over "
-           "all transactions. Fairness: each instance's mean upstream connections over the second half "
-           "of `even` (fair share 5) and the largest deviation from 5. Rebalance: seconds from the "
-           "shift until instance 2 holds at least 12 of the 15 connections for at least 1 s in the "
-           "sampled timeline. TPS / static: the same scenario's TPS divided by `static`'s.",
-           "", "Per-instance TPS (moving: first half → second half):", ""]
+           "TPS: transactions of all instances per second over the window in which every run of the "
+           "scenario was measuring (each harness run connects all its clients before its clock starts; "
+           "300 SCRAM logins take a second or two). Errors: what the harness clients got (sum of "
+           "`errors`, whole runs). Refused logins: PostgreSQL's `too many connections for role \"app\"` "
+           "lines from the harness launch to the end of the window / in all (also the poolers' start-up "
+           "and the refills after the harness closes its clients, abandoning open transactions). p99: "
+           "the worst run's p99; mean latency: over all transactions (both whole runs). Fairness: each "
+           "instance's mean upstream connections over the second half of the `even` window (fair share "
+           "5) and the largest deviation from 5. Rebalance: seconds from the shift (when the heavy "
+           "clients on instance 2 start sending) until instance 2 holds at least 12 of the 15 "
+           "connections for at least 1 s in the sampled timeline. TPS / static: TPS divided by "
+           "`static`'s in the same scenario.",
+           "", "Per-instance TPS over the same window (moving: before the shift → after it):", ""]
     md += per_instance_md(ms, configs, scenarios)
     md += ["", "Errors by kind:", ""]
     md += errors_md(ms, configs, scenarios)
