@@ -416,24 +416,52 @@ bool AdminSession::show(std::string_view what_text, Bytes& out) {
   if (what == "PGMUX") {
     // pgmux's own figures per pool: the upstream's budget and pins, and what
     // went wrong (connect failures by kind, requests that timed out queued).
-    Table table(out,
-                {text("database"), text("upstream"), count("cap"), count("open"), count("pinned"),
-                 count("paused"), count("stale_servers"), count("server_connects"),
-                 count("refused_too_many_clients"), count("refused_supavisor"),
-                 count("refused_unavailable"), count("unreachable"), count("auth_failures"),
-                 count("retries"), count("queue_timeouts")});
+    Table table(out, {text("database"),
+                      text("upstream"),
+                      count("cap"),
+                      count("limit"),
+                      count("contended"),
+                      count("open"),
+                      count("pinned"),
+                      count("paused"),
+                      count("stale_servers"),
+                      count("server_connects"),
+                      count("refused_too_many_clients"),
+                      count("refused_supavisor"),
+                      count("refused_unavailable"),
+                      count("unreachable"),
+                      count("auth_failures"),
+                      count("retries"),
+                      count("queue_timeouts"),
+                      count("limit_decreases"),
+                      count("yields"),
+                      count("surveys")});
     for (const auto& pool : proxy_.pools()) {
       const PoolStats& stats = pool->stats();
       auto failures = [&](ConnectFailure kind) {
         return num(stats.connect_failures[static_cast<size_t>(kind)]);
       };
       Upstream& up = pool->upstream();
-      table.row({str(pool->name()), str(up.endpoint()), num(up.cap()), num(up.open()),
-                 num(up.pinned()), num(pool->paused() ? 1 : 0), num(pool->stale_count()),
-                 num(stats.server_connects), failures(ConnectFailure::kTooManyClients),
-                 failures(ConnectFailure::kSupavisor), failures(ConnectFailure::kUnavailable),
-                 failures(ConnectFailure::kUnreachable), failures(ConnectFailure::kAuth),
-                 num(stats.retries), num(stats.queue_timeouts)});
+      table.row({str(pool->name()),
+                 str(up.endpoint()),
+                 num(up.cap()),
+                 num(up.limit()),
+                 num(up.contended(proxy_.now()) ? 1 : 0),
+                 num(up.open()),
+                 num(up.pinned()),
+                 num(pool->paused() ? 1 : 0),
+                 num(pool->stale_count()),
+                 num(stats.server_connects),
+                 failures(ConnectFailure::kTooManyClients),
+                 failures(ConnectFailure::kSupavisor),
+                 failures(ConnectFailure::kUnavailable),
+                 failures(ConnectFailure::kUnreachable),
+                 failures(ConnectFailure::kAuth),
+                 num(stats.retries),
+                 num(stats.queue_timeouts),
+                 num(up.decreases()),
+                 num(up.yields()),
+                 num(up.surveys())});
     }
     return true;
   }

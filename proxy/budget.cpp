@@ -22,11 +22,16 @@ bool BudgetSurvey::full() const {
 }
 
 bool BudgetSurvey::contended(uint32_t mine) const {
-  const bool role_full = role_limit >= 0 && role_connections >= role_limit;
+  // A role's budget counts as full from 80 %: the instances sharing it
+  // lower and raise their limits all the time, so it is seldom caught at
+  // exactly 100 %.
+  const bool role_full = role_limit >= 0 && role_connections * 5 >= role_limit * 4;
   const bool server_full = max_connections > 0 && connections >= max_connections;
   if (role_full && role_connections > mine) return true;
   return server_full && connections > mine;
 }
+
+int64_t BudgetSurvey::budget() const { return role_limit >= 0 ? role_limit : max_connections; }
 
 std::optional<BudgetSurvey> parse_budget_survey(
     const std::vector<std::optional<std::string_view>>& row) {

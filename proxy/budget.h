@@ -34,9 +34,12 @@ struct BudgetSurvey {
 
   // No connection left for this role (its limit, or the server's).
   bool full() const;
-  // Whether the budget is full and someone else holds part of it, given
-  // `mine`, the servers this pgmux has logged in on the upstream.
+  // Whether the budget is full (for a role's limit: 80 % full) and someone
+  // else holds part of it, given `mine`, the servers this pgmux has logged
+  // in on the upstream.
   bool contended(uint32_t mine) const;
+  // The connections the role may hold: its limit, or the server's.
+  int64_t budget() const;
 };
 
 // The survey's DataRow, or nullopt when it is not four integers.

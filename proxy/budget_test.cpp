@@ -41,7 +41,11 @@ TEST_CASE("the survey's row: four integers, and when it says the budget is conte
   CHECK(survey->role_limit == 15);
   CHECK(survey->contended(5));         // Full, and 10 are someone else's.
   CHECK_FALSE(survey->contended(15));  // Full, but all of it is this pgmux.
-  CHECK_FALSE(parse_budget_survey(Row{"14", "15", "20", "97"})->contended(4));  // Room left.
+  // A role's budget counts as full from 80 %.
+  CHECK(parse_budget_survey(Row{"12", "15", "20", "97"})->contended(4));
+  CHECK_FALSE(parse_budget_survey(Row{"11", "15", "20", "97"})->contended(4));
+  CHECK(parse_budget_survey(Row{"12", "15", "20", "97"})->budget() == 15);
+  CHECK(parse_budget_survey(Row{"3", "-1", "20", "97"})->budget() == 97);
   // No role limit: the server's max_connections is the budget.
   CHECK(parse_budget_survey(Row{"3", "-1", "97", "97"})->contended(3));
   CHECK_FALSE(parse_budget_survey(Row{"3", "-1", "96", "97"})->contended(3));

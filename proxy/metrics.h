@@ -34,6 +34,13 @@ struct UpstreamSnapshot {
   bool failing = false;       // Backing off after a failed connect or login.
   uint64_t last_reached = 0;  // uv_now() ms of the last contact; 0: never.
   std::string last_error;
+  // Sharing the budget (proxy/upstream.h).
+  uint32_t limit = 0;  // The cap pgmux holds itself to now.
+  uint32_t open = 0;   // Servers open or opening.
+  bool contended = false;
+  uint64_t limit_decreases = 0;
+  uint64_t yields = 0;
+  uint64_t surveys = 0;
 };
 
 // Read from /proc/self; `known` is false when /proc could not be read.

@@ -18,9 +18,16 @@ constexpr const char* kMetricsType = "text/plain; version=0.0.4; charset=utf-8";
 // PAUSE (any pool) makes pgmux not ready.
 bool paused(const Proxy& proxy) { return proxy.paused(); }
 
-UpstreamSnapshot snapshot_of(const Upstream& up) {
-  return UpstreamSnapshot{up.endpoint(),     up.cap(),          up.pinned(),    up.logged_in(),
-                          up.failures() > 0, up.last_reached(), up.last_error()};
+UpstreamSnapshot snapshot_of(const Upstream& up, TimeMs now) {
+  UpstreamSnapshot out{up.endpoint(),     up.cap(),          up.pinned(),    up.logged_in(),
+                       up.failures() > 0, up.last_reached(), up.last_error()};
+  out.limit = up.limit();
+  out.open = up.open();
+  out.contended = up.contended(now);
+  out.limit_decreases = up.decreases();
+  out.yields = up.yields();
+  out.surveys = up.surveys();
+  return out;
 }
 
 }  // namespace
@@ -64,7 +71,7 @@ MetricsSnapshot MetricsService::snapshot() const {
     p.stats = pool->stats();
     s.pools.push_back(std::move(p));
   }
-  for (const auto& up : proxy_.upstreams()) s.upstreams.push_back(snapshot_of(*up));
+  for (const auto& up : proxy_.upstreams()) s.upstreams.push_back(snapshot_of(*up, proxy_.now()));
   s.process = read_process_snapshot();
   return s;
 }
@@ -88,7 +95,7 @@ HttpReply MetricsService::handle_get(std::string_view path) {
 HttpReply MetricsService::readiness() {
   refresh_reach();
   std::vector<UpstreamSnapshot> upstreams;
-  for (const auto& up : proxy_.upstreams()) upstreams.push_back(snapshot_of(*up));
+  for (const auto& up : proxy_.upstreams()) upstreams.push_back(snapshot_of(*up, proxy_.now()));
   const ReadyState state{!proxy_.stopping(), proxy_.draining(), paused(proxy_)};
   const std::string reason = not_ready_reason(state, upstreams, proxy_.now());
   if (reason.empty()) return HttpReply{200, "text/plain; charset=utf-8", "ready\n"};

@@ -32,6 +32,12 @@ MetricsSnapshot one_pool() {
   p.stats.queue_wait.observe(40000000);  // above 30 s
   s.pools.push_back(p);
   s.upstreams.push_back(UpstreamSnapshot{"db:5432", 10, 1, 3, false, 0, ""});
+  s.upstreams.back().limit = 7;
+  s.upstreams.back().open = 4;
+  s.upstreams.back().contended = true;
+  s.upstreams.back().limit_decreases = 2;
+  s.upstreams.back().yields = 1;
+  s.upstreams.back().surveys = 9;
   return s;
 }
 
@@ -65,6 +71,12 @@ TEST_CASE("metrics: gauges, counters, and every family has HELP and TYPE") {
   CHECK(has_line(text, "pgmux_server_cap{upstream=\"db:5432\"} 10"));
   CHECK(has_line(text, "pgmux_servers_pinned{upstream=\"db:5432\"} 1"));
   CHECK(has_line(text, "pgmux_upstream_reached{upstream=\"db:5432\"} 1"));
+  CHECK(has_line(text, "pgmux_server_limit{upstream=\"db:5432\"} 7"));
+  CHECK(has_line(text, "pgmux_upstream_servers{upstream=\"db:5432\"} 4"));
+  CHECK(has_line(text, "pgmux_budget_contended{upstream=\"db:5432\"} 1"));
+  CHECK(has_line(text, "pgmux_budget_limit_decreases_total{upstream=\"db:5432\"} 2"));
+  CHECK(has_line(text, "pgmux_budget_yields_total{upstream=\"db:5432\"} 1"));
+  CHECK(has_line(text, "pgmux_budget_surveys_total{upstream=\"db:5432\"} 9"));
   size_t help = 0;
   size_t type = 0;
   std::istringstream in(text);
@@ -73,7 +85,7 @@ TEST_CASE("metrics: gauges, counters, and every family has HELP and TYPE") {
     type += l.rfind("# TYPE ", 0) == 0 ? 1 : 0;
   }
   CHECK(help == type);
-  CHECK(help == 19);  // Without the process figures (known is false).
+  CHECK(help == 25);  // Without the process figures (known is false).
   CHECK(text.back() == '\n');
 }
 

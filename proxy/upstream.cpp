@@ -91,6 +91,8 @@ bool Upstream::wants_survey(TimeMs now) const {
 void Upstream::on_survey(TimeMs now, const BudgetSurvey& survey) {
   survey_started_at_ = 0;
   ++surveys_;
+  if (survey.budget() > 0)
+    budget_ = static_cast<uint32_t>(std::min<int64_t>(survey.budget(), 1'000'000));
   if (survey.contended(logged_in())) {
     mark_contended(now);
     return;

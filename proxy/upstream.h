@@ -185,6 +185,9 @@ class Upstream {
     next_busy_survey_at_ = now + kBusySurveyEveryMs;
   }
   uint64_t yields() const { return yields_; }
+  // The budget the last survey reported (the role's limit, or the server's);
+  // 0 before any.
+  uint32_t budget() const { return budget_; }
 
   // Clients pinned to one of this upstream's servers.
   uint32_t pinned() const { return pinned_; }
@@ -231,6 +234,7 @@ class Upstream {
   bool surveys_off_ = false;
   uint64_t surveys_ = 0;
   uint64_t yields_ = 0;
+  uint32_t budget_ = 0;  // From the last survey; 0: unknown.
   TimeMs next_busy_survey_at_ = 0;
 };
 

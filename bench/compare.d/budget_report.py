@@ -398,6 +398,7 @@ def main():
     ms = {k: measures(s) for k, s in data.items()}
     any_s = next(iter(data.values()))
     heavy, light = any_s.get("clients_heavy", 300), any_s.get("clients_light", 10)
+    light_rate = any_s.get("light_rate", 0)
     md = ["# Shared budget: 3 poolers, one role with CONNECTION LIMIT 15", ""]
     if meta:
         md += [f"`{meta.get('command', '')}`, {meta.get('started', '')}; {meta.get('machine', '')}; "
@@ -406,7 +407,9 @@ def main():
                ""]
     md += [f"Load: pgmux-bench -s hold --hold-ms 50 (at most 300 TPS through 15 connections), "
            f"{any_s['duration_s']} s per scenario; even {heavy // 3} clients per instance, "
-           f"skewed/moving {heavy} heavy and {light} light.", ""]
+           f"skewed {heavy} clients on instance 1 and {light} on each of the others"
+           + (f" ({light_rate} transactions per second each, in all)" if light_rate else "")
+           + f"; moving {heavy} on instance 1, then on instance 2, instance 3 idle.", ""]
     md += table_md(ms, configs, scenarios)
     md += ["",
            "TPS: transactions of all instances per second over the window in which every run of the "
