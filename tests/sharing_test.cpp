@@ -180,7 +180,7 @@ struct PhaseResult {
 };
 
 // Runs `clients[i]` clients on instance i for at least `least`, and on until
-// the heavy instance's database holds more than `want` servers or `most`
+// the heavy instance's database has held `want` servers or `most`
 // passes, sampling the budget every 20 ms.
 PhaseResult run_phase(const std::vector<std::unique_ptr<PgmuxProcess>>& instances,
                       const std::array<int, 3>& clients, const std::string& heavy_db, int want,
