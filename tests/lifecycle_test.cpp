@@ -31,6 +31,7 @@
 
 #include "tests/libpq_conn.h"
 #include "tests/pg_fixture.h"
+#include "tests/pgmux_process.h"
 
 namespace pgmux::testing {
 namespace {
@@ -44,138 +45,38 @@ PgServer& lifecycle_pg() {
   return pg;
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void write_file(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::trunc);
-  out << text;
-}
-
-// A pgmux child process reading `pgmux.toml` in its own temporary folder,
-// its stderr and stdout in `pgmux.log` there.
-class PgmuxProcess {
+// A PgmuxProcess on lifecycle_pg(): `extra` is TOML put before the
+// [databases] table; the process listens on `port` (a free one when 0).
+class LifecyclePgmux : public PgmuxProcess {
  public:
-  // `extra` is TOML put before the [databases] table; the process listens on
-  // `port` (a free one when 0).
-  explicit PgmuxProcess(const std::string& extra, uint16_t port = 0, const std::string& users = "")
-      : port_(port != 0 ? port : free_port()) {
-    char pattern[] = "/tmp/pgmux-lifecycle-XXXXXX";
-    REQUIRE(mkdtemp(pattern) != nullptr);
-    dir_ = pattern;
-    toml_ = dir_ + "/pgmux.toml";
-    log_ = dir_ + "/pgmux.log";
+  explicit LifecyclePgmux(const std::string& extra, uint16_t port = 0,
+                          const std::string& users = "")
+      : PgmuxProcess(port) {
     write_config(extra, users);
     start();
   }
-  ~PgmuxProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    std::filesystem::remove_all(dir_);
-  }
-  PgmuxProcess(const PgmuxProcess&) = delete;
-  PgmuxProcess& operator=(const PgmuxProcess&) = delete;
 
   void write_config(const std::string& extra, const std::string& users) {
     const PgServer& pg = lifecycle_pg();
-    write_file(toml_, "listen = \"127.0.0.1:" + std::to_string(port_) +
-                          "\"\n"
-                          "min_server_connections = 0\n"
-                          "auth_failure_delay = \"10ms\"\n" +
-                          extra + "\n[databases.app]\nurl = \"" +
-                          pg.url(kScramUser, kScramPassword) + "?application_name=lifecycle\"\n" +
-                          users);
+    write_raw_config("listen = \"127.0.0.1:" + std::to_string(port()) +
+                     "\"\n"
+                     "min_server_connections = 0\n"
+                     "auth_failure_delay = \"10ms\"\n" +
+                     extra + "\n[databases.app]\nurl = \"" + pg.url(kScramUser, kScramPassword) +
+                     "?application_name=lifecycle\"\n" + users);
   }
-  void write_raw_config(const std::string& text) { write_file(toml_, text); }
   // The listen line, then `databases` (name, application_name) on the test's
   // PostgreSQL.
   void write_databases(const std::vector<std::pair<std::string, std::string>>& databases) {
-    std::string text = "listen = \"127.0.0.1:" + std::to_string(port_) + "\"\n";
+    std::string text = "listen = \"127.0.0.1:" + std::to_string(port()) + "\"\n";
     text += "min_server_connections = 0\n";
     for (const auto& [name, application_name] : databases) {
       text += "[databases." + name + "]\nurl = \"" +
               lifecycle_pg().url(kScramUser, kScramPassword) +
               "?application_name=" + application_name + "\"\n";
     }
-    write_file(toml_, text);
+    write_raw_config(text);
   }
-
-  uint16_t port() const { return port_; }
-  pid_t pid() const { return pid_; }
-  std::string log() const { return read_file(log_); }
-  std::string conninfo(const std::string& user = kScramUser,
-                       const std::string& password = kScramPassword,
-                       const std::string& dbname = "app") const {
-    return "host=127.0.0.1 port=" + std::to_string(port_) + " user=" + user +
-           " password=" + password + " dbname=" + dbname + " sslmode=disable connect_timeout=2";
-  }
-  void signal(int number) const { REQUIRE(kill(pid_, number) == 0); }
-
-  // Polls until pgmux answers (or fails the test if it exited).
-  void wait_ready() {
-    const auto deadline = Clock::now() + 10s;
-    while (PQping(conninfo().c_str()) != PQPING_OK) {
-      REQUIRE_FALSE(exited());
-      REQUIRE(Clock::now() < deadline);
-      std::this_thread::sleep_for(10ms);
-    }
-  }
-  // Polls until the log holds `text`.
-  bool wait_log(const std::string& text, std::chrono::milliseconds limit = 5s) const {
-    const auto deadline = Clock::now() + limit;
-    while (log().find(text) == std::string::npos) {
-      if (Clock::now() >= deadline) return false;
-      std::this_thread::sleep_for(10ms);
-    }
-    return true;
-  }
-  // Whether the process has exited (reaps it); its status in status().
-  bool exited() {
-    if (pid_ <= 0) return true;
-    int status = 0;
-    if (waitpid(pid_, &status, WNOHANG) != pid_) return false;
-    status_ = status;
-    pid_ = -1;
-    return true;
-  }
-  bool wait_exit(std::chrono::milliseconds limit) {
-    const auto deadline = Clock::now() + limit;
-    while (!exited()) {
-      if (Clock::now() >= deadline) return false;
-      std::this_thread::sleep_for(10ms);
-    }
-    return true;
-  }
-  bool exited_cleanly() const { return WIFEXITED(status_) && WEXITSTATUS(status_) == 0; }
-
- private:
-  void start() {
-    const std::string config_arg = "--config=" + toml_;
-    const std::string path =
-        std::string("PATH=") + (std::getenv("PATH") ? std::getenv("PATH") : "");
-    const int log_fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    REQUIRE(log_fd >= 0);
-    pid_ = fork();
-    REQUIRE(pid_ >= 0);
-    if (pid_ == 0) {
-      dup2(log_fd, 1);
-      dup2(log_fd, 2);
-      const char* argv[] = {PGMUX_BINARY, config_arg.c_str(), nullptr};
-      const char* envp[] = {path.c_str(), nullptr};
-      execve(PGMUX_BINARY, const_cast<char* const*>(argv), const_cast<char* const*>(envp));
-      _exit(127);
-    }
-    ::close(log_fd);
-  }
-
-  uint16_t port_;
-  std::string dir_, toml_, log_;
-  pid_t pid_ = -1;
-  int status_ = 0;
 };
 
 bool connect_refused(const PgmuxProcess& p) {
@@ -247,7 +148,7 @@ struct Client {
 };
 
 TEST_CASE("SIGTERM drains: open transactions commit, then every client gets 57P01; exit 0") {
-  PgmuxProcess pgmux("shutdown_timeout = \"20s\"");
+  LifecyclePgmux pgmux("shutdown_timeout = \"20s\"");
   pgmux.wait_ready();
   std::vector<std::unique_ptr<Client>> in_tx, idle;
   for (int i = 0; i < 4; ++i) {
@@ -281,7 +182,7 @@ TEST_CASE("SIGTERM drains: open transactions commit, then every client gets 57P0
 }
 
 TEST_CASE("SIGTERM: shutdown_timeout ends a drain that a transaction holds open") {
-  PgmuxProcess pgmux("shutdown_timeout = \"1s\"");
+  LifecyclePgmux pgmux("shutdown_timeout = \"1s\"");
   pgmux.wait_ready();
   Conn c(pgmux.conninfo());
   REQUIRE(c.ok());
@@ -296,7 +197,7 @@ TEST_CASE("SIGTERM: shutdown_timeout ends a drain that a transaction holds open"
 
 TEST_CASE("SIGINT waits for servers; a second signal stops at once") {
   SUBCASE("SIGINT: exits when the last transaction ends") {
-    PgmuxProcess pgmux("shutdown_timeout = \"20s\"");
+    LifecyclePgmux pgmux("shutdown_timeout = \"20s\"");
     pgmux.wait_ready();
     Conn busy(pgmux.conninfo());
     Conn idle(pgmux.conninfo());
@@ -318,7 +219,7 @@ TEST_CASE("SIGINT waits for servers; a second signal stops at once") {
     CHECK(exec_error(idle.raw, "select 1") != "");
   }
   SUBCASE("SIGTERM, then SIGINT during the drain") {
-    PgmuxProcess pgmux("shutdown_timeout = \"30s\"");
+    LifecyclePgmux pgmux("shutdown_timeout = \"30s\"");
     pgmux.wait_ready();
     Conn busy(pgmux.conninfo());
     REQUIRE(busy.ok());
@@ -367,7 +268,7 @@ int peak_backends(const PgmuxProcess& pgmux, const std::string& password, int cl
 TEST_CASE("SIGHUP reloads passwords and the cap; a broken file keeps the running config") {
   const std::string users_one = "[users.alice]\npassword = \"one\"\n";
   const std::string users_two = "[users.alice]\npassword = \"two\"\n";
-  PgmuxProcess pgmux("max_server_connections = 2", 0, users_one);
+  LifecyclePgmux pgmux("max_server_connections = 2", 0, users_one);
   pgmux.wait_ready();
   CHECK(peak_backends(pgmux, "one", 5, 0.6) == 2);
 
@@ -403,7 +304,7 @@ int backends_named(const std::string& application_name) {
 }
 
 TEST_CASE("SIGHUP: a database added, one removed, one with new connection settings") {
-  PgmuxProcess pgmux("");
+  LifecyclePgmux pgmux("");
   pgmux.wait_ready();  // Signal handlers are in place.
   pgmux.write_databases({{"app", "lifecycle_a"}, {"old", "lifecycle_old"}});
   pgmux.signal(SIGHUP);
@@ -497,7 +398,7 @@ struct Load {
 };
 
 TEST_CASE("so_reuseport: a second pgmux takes over the port while the first drains") {
-  PgmuxProcess first("so_reuseport = true\nshutdown_timeout = \"10s\"");
+  LifecyclePgmux first("so_reuseport = true\nshutdown_timeout = \"10s\"");
   first.wait_ready();
   Load load;
   load.run(first.conninfo(), 6);
@@ -508,7 +409,7 @@ TEST_CASE("so_reuseport: a second pgmux takes over the port while the first drai
     return load.committed >= target;
   };
   CHECK(wait_committed(200));
-  PgmuxProcess second("so_reuseport = true\nshutdown_timeout = \"10s\"", first.port());
+  LifecyclePgmux second("so_reuseport = true\nshutdown_timeout = \"10s\"", first.port());
   REQUIRE(second.wait_log("pgmux listening on"));
   CHECK(wait_committed(200));
   first.signal(SIGTERM);
@@ -538,7 +439,7 @@ TEST_CASE("admin console: RELOAD applies a new file; SHUTDOWN WAIT_FOR_CLIENTS d
   const std::string users = std::string("[users.") + kScramUser + "]\npassword = \"" +
                             kScramPassword + "\"\n[users.ops]\npassword = \"ops-secret\"\n";
   const std::string settings = "admin_users = [\"ops\"]\nshutdown_timeout = \"20s\"\n";
-  PgmuxProcess pgmux(settings, 0, users);
+  LifecyclePgmux pgmux(settings, 0, users);
   pgmux.wait_ready();
   Client busy(pgmux.conninfo());
   REQUIRE(busy.conn.ok());
@@ -604,8 +505,8 @@ int http_status(uint16_t port, const std::string& path) {
 
 TEST_CASE("SIGTERM: /readyz turns 503 at once while /healthz stays 200 through the drain") {
   const uint16_t metrics_port = free_port();
-  PgmuxProcess pgmux("shutdown_timeout = \"20s\"\nmetrics_listen = \"127.0.0.1:" +
-                     std::to_string(metrics_port) + "\"\n");
+  LifecyclePgmux pgmux("shutdown_timeout = \"20s\"\nmetrics_listen = \"127.0.0.1:" +
+                       std::to_string(metrics_port) + "\"\n");
   pgmux.wait_ready();
   Client busy(pgmux.conninfo());
   REQUIRE(busy.conn.ok());
