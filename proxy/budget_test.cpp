@@ -429,5 +429,20 @@ TEST_CASE("a newcomer gets its share from an instance that holds the whole budge
   for (const FakeClient& c : b.clients) CHECK(c.error_code.empty());
 }
 
+TEST_CASE("a loaded instance takes most of what the others leave") {
+  // B holds 3 servers with clients that never let go (another app, say);
+  // A's 60 clients want all the rest.
+  Simulation sim(15);
+  Instance& a = sim.add(60);
+  Instance& b = sim.add(3);
+  run_for(sim, a, b, 1000);
+  for (size_t c = 0; c < b.busy_until.size(); ++c) b.busy_until[c] = TimeMs{1} << 40;
+  run_for(sim, a, b, 3000);
+  auto [mean_a, mean_b] = run_for(sim, a, b, 5000);
+  MESSAGE("A " << mean_a << ", B " << mean_b << "; A refused " << a.host.upstream().refusals());
+  CHECK(mean_b == doctest::Approx(3).epsilon(0.01));
+  CHECK(mean_a >= 0.8 * 12);
+}
+
 }  // namespace
 }  // namespace pgmux::proxy

@@ -162,6 +162,29 @@ def rebalance_time(s):
     return None
 
 
+def first_reach_time(s):
+    """Seconds from the shift until instance 2 first holds 80 % of the budget."""
+    need = REBALANCE_SHARE * s.get("budget", 15)
+    shift = shift_time(s)
+    for t, c in s["timeline"][2]:
+        if t >= shift and c >= need:
+            return t - shift
+    return None
+
+
+def settled_share(s):
+    """Instance 2's mean connections from 3 s after the shift to the end of the
+    window, and the same for the other two together."""
+    shift = shift_time(s)
+    _, end = load_window(s)
+    def mean(i):
+        cs = [c for t, c in s["timeline"][i] if shift + 3 <= t <= end]
+        return sum(cs) / len(cs) if cs else None
+    two = mean(2)
+    others = [m for m in (mean(1), mean(3)) if m is not None]
+    return two, (sum(others) if others else None)
+
+
 def measures(s):
     runs = s["runs"]
     res = [r["result"] for r in runs if r["result"]]
@@ -211,6 +234,8 @@ def measures(s):
         m["max_deviation"] = max(devs) if devs else None
     if s["scenario"] == "moving":
         m["rebalance_s"] = rebalance_time(s)
+        m["first_reach_s"] = first_reach_time(s)
+        m["settled"] = settled_share(s)
     return m
 
 
@@ -239,6 +264,11 @@ def table_md(ms, configs, scenarios):
             reb = ""
             if sc == "moving":
                 reb = "never" if m["rebalance_s"] is None else f"{m['rebalance_s']:.1f} s"
+                first = m.get("first_reach_s")
+                reb += "; first at " + ("never" if first is None else f"{first:.1f} s")
+                two, others = m.get("settled") or (None, None)
+                if two is not None:
+                    reb += f"; then {two:.1f} held, {others:.1f} by the others"
             ratio = ""
             st = ms.get(("static", sc))
             if sc in ("skewed", "moving") and st and st["tps"] > 0:
@@ -422,7 +452,9 @@ def main():
            "instance's mean upstream connections over the second half of the `even` window (fair share "
            "5) and the largest deviation from 5. Rebalance: seconds from the shift (when the heavy "
            "clients on instance 2 start sending) until instance 2 holds at least 12 of the 15 "
-           "connections for at least 1 s in the sampled timeline. TPS / static: TPS divided by "
+           "connections for at least 1 s in the sampled timeline; then when it first holds 12; "
+           "then its mean connections from 3 s after the shift to the end, and the other two's. "
+           "TPS / static: TPS divided by "
            "`static`'s in the same scenario.",
            "", "Per-instance TPS over the same window (moving: before the shift → after it):", ""]
     md += per_instance_md(ms, configs, scenarios)
