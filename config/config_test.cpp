@@ -599,5 +599,35 @@ stats_period = "15s"
   CHECK(contains(error_of(validate(zero)), "shutdown_timeout must be greater than zero"));
 }
 
+TEST_CASE("budget sharing keys: defaults, TOML, PGMUX_* and bad values") {
+  const Config defaults;
+  CHECK(defaults.budget_sharing == BudgetSharing::kAdaptive);
+  CHECK(defaults.budget_survey_interval == 1s);
+
+  Result<Config> r =
+      parse_toml("budget_sharing = \"off\"\nbudget_survey_interval = \"0\"\n", "p.toml", Config{});
+  REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.error().message));
+  CHECK(r->budget_sharing == BudgetSharing::kOff);
+  CHECK(r->budget_survey_interval == 0s);
+
+  LoadOptions options;
+  options.getenv = env_of({{"DATABASE_URL", "postgresql://a@h/d"},
+                           {"PGMUX_BUDGET_SHARING", "off"},
+                           {"PGMUX_BUDGET_SURVEY_INTERVAL", "250ms"}});
+  r = load(options);
+  REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.error().message));
+  CHECK(r->budget_sharing == BudgetSharing::kOff);
+  CHECK(r->budget_survey_interval == 250ms);
+
+  CHECK(contains(error_of(parse_toml("budget_sharing = \"shared\"\n", "p.toml", Config{})),
+                 "one of adaptive, off"));
+  CHECK(contains(error_of(parse_toml("budget_sharing = true\n", "p.toml", Config{})),
+                 "budget_sharing"));
+  Result<Config> negative = parse_toml(std::string(kOneDatabase), "p.toml", Config{});
+  REQUIRE(negative.ok());
+  negative->budget_survey_interval = -1s;
+  CHECK(contains(validate_error(*negative), "budget_survey_interval must not be negative"));
+}
+
 }  // namespace
 }  // namespace pgmux::config
