@@ -226,53 +226,50 @@ std::string render_metrics(const MetricsSnapshot& snapshot) {
   for (const UpstreamSnapshot& up : snapshot.upstreams) {
     upstream_labels.push_back(label("upstream", up.endpoint));
   }
-  w.family("pgmux_server_cap", "gauge",
-           "max_server_connections: the most server connections to the upstream.");
-  for (size_t i = 0; i < snapshot.upstreams.size(); ++i) {
-    w.sample("pgmux_server_cap", upstream_labels[i], snapshot.upstreams[i].cap);
-  }
-  w.family("pgmux_servers_pinned", "gauge", "Server connections pinned to one client.");
-  for (size_t i = 0; i < snapshot.upstreams.size(); ++i) {
-    w.sample("pgmux_servers_pinned", upstream_labels[i], snapshot.upstreams[i].pinned);
-  }
-  w.family("pgmux_server_limit", "gauge",
-           "The cap pgmux holds itself to now: max_server_connections, or lower while the "
-           "upstream's budget is full and shared (budget_sharing = adaptive).");
-  for (size_t i = 0; i < snapshot.upstreams.size(); ++i) {
-    w.sample("pgmux_server_limit", upstream_labels[i], snapshot.upstreams[i].limit);
-  }
-  w.family("pgmux_upstream_servers", "gauge",
-           "Server connections to the upstream, open or opening, of every pool.");
-  for (size_t i = 0; i < snapshot.upstreams.size(); ++i) {
-    w.sample("pgmux_upstream_servers", upstream_labels[i], snapshot.upstreams[i].open);
-  }
-  w.family("pgmux_budget_contended", "gauge",
-           "1 for 30 s after a capacity refusal or a survey that found the upstream's budget "
-           "full and shared.");
-  for (size_t i = 0; i < snapshot.upstreams.size(); ++i) {
-    w.sample("pgmux_budget_contended", upstream_labels[i], snapshot.upstreams[i].contended ? 1 : 0);
-  }
-  w.family("pgmux_budget_limit_decreases_total", "counter",
-           "Times a capacity refusal lowered the limit.");
-  for (size_t i = 0; i < snapshot.upstreams.size(); ++i) {
-    w.sample("pgmux_budget_limit_decreases_total", upstream_labels[i],
-             snapshot.upstreams[i].limit_decreases);
-  }
-  w.family("pgmux_budget_yields_total", "counter",
-           "Times pgmux, holding the whole budget at its cap, gave a server back for a newcomer.");
-  for (size_t i = 0; i < snapshot.upstreams.size(); ++i) {
-    w.sample("pgmux_budget_yields_total", upstream_labels[i], snapshot.upstreams[i].yields);
-  }
-  w.family("pgmux_budget_surveys_total", "counter",
-           "Budget surveys answered (pg_stat_activity and pg_roles, on an idle server).");
-  for (size_t i = 0; i < snapshot.upstreams.size(); ++i) {
-    w.sample("pgmux_budget_surveys_total", upstream_labels[i], snapshot.upstreams[i].surveys);
-  }
-  w.family("pgmux_upstream_reached", "gauge",
-           "1 when a server is logged in or pgmux connected to the upstream in the last 30 s.");
-  for (size_t i = 0; i < snapshot.upstreams.size(); ++i) {
-    w.sample("pgmux_upstream_reached", upstream_labels[i],
-             reached(snapshot.upstreams[i], snapshot.now) ? 1 : 0);
+  // One sample per upstream, of one figure.
+  struct UpstreamFigure {
+    const char* name;
+    const char* type;
+    const char* help;
+    uint64_t (*value)(const UpstreamSnapshot& up, uint64_t now);
+  };
+  static constexpr UpstreamFigure kUpstreamFigures[] = {
+      {"pgmux_server_cap", "gauge",
+       "max_server_connections: the most server connections to the upstream.",
+       [](const UpstreamSnapshot& up, uint64_t) -> uint64_t { return up.cap; }},
+      {"pgmux_servers_pinned", "gauge", "Server connections pinned to one client.",
+       [](const UpstreamSnapshot& up, uint64_t) -> uint64_t { return up.pinned; }},
+      {"pgmux_server_limit", "gauge",
+       "The cap pgmux holds itself to now: max_server_connections, or lower while the "
+       "upstream's budget is full and shared (budget_sharing = adaptive).",
+       [](const UpstreamSnapshot& up, uint64_t) -> uint64_t { return up.limit; }},
+      {"pgmux_upstream_servers", "gauge",
+       "Server connections to the upstream, open or opening, of every pool.",
+       [](const UpstreamSnapshot& up, uint64_t) -> uint64_t { return up.open; }},
+      {"pgmux_budget_contended", "gauge",
+       "1 for 30 s after a capacity refusal or a survey that found the upstream's budget full "
+       "and shared.",
+       [](const UpstreamSnapshot& up, uint64_t) -> uint64_t { return up.contended ? 1 : 0; }},
+      {"pgmux_budget_limit_decreases_total", "counter",
+       "Times a capacity refusal lowered the limit.",
+       [](const UpstreamSnapshot& up, uint64_t) -> uint64_t { return up.limit_decreases; }},
+      {"pgmux_budget_yields_total", "counter",
+       "Times pgmux, holding the whole budget at its cap, gave a server back for a newcomer.",
+       [](const UpstreamSnapshot& up, uint64_t) -> uint64_t { return up.yields; }},
+      {"pgmux_budget_surveys_total", "counter",
+       "Budget surveys answered (pg_stat_activity and pg_roles, on an idle server).",
+       [](const UpstreamSnapshot& up, uint64_t) -> uint64_t { return up.surveys; }},
+      {"pgmux_upstream_reached", "gauge",
+       "1 when a server is logged in or pgmux connected to the upstream in the last 30 s.",
+       [](const UpstreamSnapshot& up, uint64_t now) -> uint64_t {
+         return reached(up, now) ? 1 : 0;
+       }},
+  };
+  for (const UpstreamFigure& figure : kUpstreamFigures) {
+    w.family(figure.name, figure.type, figure.help);
+    for (size_t i = 0; i < snapshot.upstreams.size(); ++i) {
+      w.sample(figure.name, upstream_labels[i], figure.value(snapshot.upstreams[i], snapshot.now));
+    }
   }
   render_process(w, snapshot.process);
   return out;
