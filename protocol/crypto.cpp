@@ -2,14 +2,17 @@
 // strict base64 codec.
 #include "protocol/crypto.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include <array>
 #include <cassert>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "protocol/sqlstate.h"
 
@@ -98,11 +101,33 @@ std::string md5_hex(std::string_view data) {
   return out;
 }
 
+void fill_random(std::span<uint8_t> out) {
+  constexpr size_t kReserve = 512;
+  struct Reserve {
+    std::array<uint8_t, kReserve> bytes{};
+    size_t used = kReserve;  // Empty until the first request.
+    ~Reserve() { OPENSSL_cleanse(bytes.data(), bytes.size()); }
+  };
+  thread_local Reserve reserve;
+  if (out.size() > kReserve / 4) {
+    if (RAND_bytes(out.data(), static_cast<int>(out.size())) != 1) crypto_failure("RAND_bytes");
+    return;
+  }
+  if (kReserve - reserve.used < out.size()) {
+    if (RAND_bytes(reserve.bytes.data(), static_cast<int>(kReserve)) != 1) {
+      crypto_failure("RAND_bytes");
+    }
+    reserve.used = 0;
+  }
+  uint8_t* from = reserve.bytes.data() + reserve.used;
+  std::memcpy(out.data(), from, out.size());
+  OPENSSL_cleanse(from, out.size());
+  reserve.used += out.size();
+}
+
 std::string random_bytes(size_t n) {
   std::string out(n, '\0');
-  if (RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) != 1) {
-    crypto_failure("RAND_bytes");
-  }
+  fill_random({reinterpret_cast<uint8_t*>(out.data()), n});
   return out;
 }
 

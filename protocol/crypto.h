@@ -11,6 +11,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -48,6 +49,11 @@ std::string md5_hex(std::string_view data);
 
 // `n` bytes from OpenSSL's CSPRNG. REQUIRES: n <= INT_MAX.
 std::string random_bytes(size_t n);
+// Fills `out` from OpenSSL's CSPRNG. Small requests (a cancel key, a salt,
+// a nonce) are served from a per-thread reserve that one RAND_bytes call
+// refills, since each RAND_bytes call costs microseconds of lookups in
+// OpenSSL 3; every byte is handed out once, then wiped from the reserve.
+void fill_random(std::span<uint8_t> out);
 
 // Base64 with the standard alphabet and padding (RFC 4648 section 4), as
 // SCRAM uses it.

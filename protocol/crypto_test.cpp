@@ -2,6 +2,9 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <array>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -73,6 +76,23 @@ TEST_CASE("random_bytes: the size asked for, different each time") {
   const std::string b = random_bytes(18);
   CHECK(a.size() == 18);
   CHECK(a != b);
+}
+
+TEST_CASE("fill_random: small requests across reserve refills never repeat, large ones too") {
+  // 4-byte requests (cancel keys) drain and refill the reserve many times.
+  std::set<uint32_t> seen;
+  for (int i = 0; i < 2000; ++i) {
+    uint32_t key = 0;
+    fill_random({reinterpret_cast<uint8_t*>(&key), sizeof key});
+    seen.insert(key);
+  }
+  CHECK(seen.size() >= 1999);  // A 32-bit collision in 2000 draws is rare, not impossible.
+  // Requests larger than a quarter of the reserve bypass it.
+  std::array<uint8_t, 1000> big1{}, big2{};
+  fill_random(big1);
+  fill_random(big2);
+  CHECK(big1 != big2);
+  CHECK(std::count(big1.begin(), big1.end(), 0) < 50);
 }
 
 TEST_CASE("base64: RFC 4648 section 10 round trips") {

@@ -164,9 +164,12 @@ void ClientConn::finish_login() {
   host_.logging_in().remove(this);
   host_.register_cancel_key(this);
   state_ = State::kWaitingForWelcome;
-  stream_.stop_reading();
   spdlog::debug("{}: logged in", tag_);
   pool_->request_welcome(this);
+  // Reading pauses only while the welcome waits for the first server's
+  // parameters: stopping and restarting it for a welcome given at once
+  // would cost two epoll_ctl calls per login.
+  if (state_ == State::kWaitingForWelcome) stream_.stop_reading();
 }
 
 void ClientConn::start_admin(AdminRole role) {
@@ -187,11 +190,12 @@ void ClientConn::welcome(const ParameterList& params) {
   login_.reset();  // Logged in: the login state goes.
   for (const std::string& warning : warnings) spdlog::warn("{}: {}", tag_, warning);
   protocol::Bytes out;
+  size_t size = 64;  // AuthenticationOk, BackendKeyData, ReadyForQuery.
+  for (const auto& [name, value] : params) size += 7 + name.size() + value.size();
+  out.reserve(size);
   protocol::append_authentication_ok(out);
   for (const auto& [name, value] : params) {
-    const ParamValue* mine =
-        overrides_.empty() ? nullptr
-                           : overrides_.find(normalise_param_name(name).value_or(std::string()));
+    const ParamValue* mine = overrides_.find_unnormalised(name);
     protocol::append_parameter_status(out, name, mine != nullptr ? mine->value : value);
   }
   protocol::append_backend_key_data(out, cancel_pid_, cancel_secret_);

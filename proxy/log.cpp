@@ -132,9 +132,27 @@ bool init_logging(std::string_view level, bool json) {
 std::string format_address(const sockaddr* address) {
   char host[INET6_ADDRSTRLEN] = "?";
   if (address->sa_family == AF_INET) {
+    // By hand: every login formats its peer, and inet_ntop goes through
+    // sprintf. "255.255.255.255:65535" is 21 characters.
     const auto* in = reinterpret_cast<const sockaddr_in*>(address);
-    inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-    return std::string(host) + ":" + std::to_string(ntohs(in->sin_port));
+    const auto* octets = reinterpret_cast<const uint8_t*>(&in->sin_addr);
+    char text[24];
+    char* end = text;
+    auto put = [&end](unsigned value) {
+      char digits[5];
+      int n = 0;
+      do {
+        digits[n++] = static_cast<char>('0' + value % 10);
+        value /= 10;
+      } while (value != 0);
+      while (n > 0) *end++ = digits[--n];
+    };
+    for (int i = 0; i < 4; ++i) {
+      put(octets[i]);
+      *end++ = i < 3 ? '.' : ':';
+    }
+    put(ntohs(in->sin_port));
+    return std::string(text, end);
   }
   if (address->sa_family == AF_INET6) {
     const auto* in6 = reinterpret_cast<const sockaddr_in6*>(address);

@@ -1,7 +1,6 @@
 #include "proxy/login.h"
 
 #include <netinet/in.h>
-#include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -11,6 +10,7 @@
 #include <optional>
 
 #include "protocol/auth_messages.h"
+#include "protocol/crypto.h"
 #include "protocol/frame.h"
 #include "protocol/message_type.h"
 #include "protocol/sqlstate.h"
@@ -289,10 +289,7 @@ void Login::begin_authentication(protocol::Bytes& out) {
       break;
     }
     case config::AuthType::kMd5:
-      if (RAND_bytes(md5_salt_.data(), static_cast<int>(md5_salt_.size())) != 1) {
-        spdlog::critical("the OpenSSL random generator failed");
-        std::abort();
-      }
+      protocol::fill_random(md5_salt_);
       protocol::append_authentication_md5(out, md5_salt_);
       step_ = Step::kMd5;
       break;

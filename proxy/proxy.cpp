@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstring>
 
+#include "protocol/crypto.h"
 #include "protocol/sqlstate.h"
 #include "proxy/admin.h"
 #include "proxy/cancel.h"
@@ -266,10 +267,7 @@ void Proxy::register_cancel_key(ClientConn* client) {
   // The process id a client sees is its slot (+1), as PostgreSQL's are
   // guessable pids; the 32-bit secret is what authorises a cancel.
   uint32_t secret = 0;
-  if (RAND_bytes(reinterpret_cast<unsigned char*>(&secret), sizeof secret) != 1) {
-    spdlog::critical("the OpenSSL random generator failed");
-    std::abort();
-  }
+  protocol::fill_random({reinterpret_cast<uint8_t*>(&secret), sizeof secret});
   client->set_cancel_key(static_cast<int32_t>(client->slot() + 1), static_cast<int32_t>(secret));
 }
 

@@ -7,6 +7,22 @@ namespace {
 
 bool same_name(std::string_view a, std::string_view b) { return a == b; }
 
+// Whether normalise_param_name(raw) == normal, for a normalised `normal`:
+// such a name holds only [a-z0-9_.$], so a character that normalising would
+// reject never matches.
+bool normalises_to(std::string_view raw, std::string_view normal) {
+  if (raw.size() >= 2 && raw.front() == '"' && raw.back() == '"') {
+    raw = raw.substr(1, raw.size() - 2);
+  }
+  if (raw.size() != normal.size()) return false;
+  for (size_t i = 0; i < raw.size(); ++i) {
+    char c = raw[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != normal[i]) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 void append_sql_literal(std::string& sql, std::string_view value) {
@@ -21,6 +37,13 @@ void append_sql_literal(std::string& sql, std::string_view value) {
 const ParamValue* ParamOverrides::find(std::string_view name) const {
   for (const ParamValue& item : items_) {
     if (same_name(item.name, name)) return &item;
+  }
+  return nullptr;
+}
+
+const ParamValue* ParamOverrides::find_unnormalised(std::string_view name) const {
+  for (const ParamValue& item : items_) {
+    if (normalises_to(name, item.name)) return &item;
   }
   return nullptr;
 }

@@ -29,6 +29,8 @@ struct ParamValue {
 class ParamOverrides {
  public:
   const ParamValue* find(std::string_view name) const;
+  // find(normalise_param_name(name)), without building the normalised name.
+  const ParamValue* find_unnormalised(std::string_view name) const;
   void set(std::string_view name, std::string_view value, bool sql);
   bool erase(std::string_view name);
   void clear() { items_.clear(); }

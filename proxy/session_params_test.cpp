@@ -14,6 +14,34 @@ TEST_CASE("parameter names are normalised, odd ones refused") {
   CHECK_FALSE(normalise_param_name("a b").has_value());
 }
 
+TEST_CASE("find_unnormalised finds what find(normalise_param_name(name)) finds") {
+  ParamOverrides overrides;
+  overrides.set("timezone", "UTC", false);
+  overrides.set("application_name", "app", false);
+  overrides.set("myapp.tenant_id", "7", false);
+  const char* names[] = {"TimeZone",
+                         "timezone",
+                         "\"TimeZone\"",
+                         "\"timezone",
+                         "Application_Name",
+                         "MYAPP.TENANT_ID",
+                         "myapp.tenant",
+                         "",
+                         "\"\"",
+                         "\"",
+                         "time zone",
+                         "timezone;",
+                         "DateStyle"};
+  for (const char* name : names) {
+    CAPTURE(name);
+    std::optional<std::string> normal = normalise_param_name(name);
+    const ParamValue* want = normal ? overrides.find(*normal) : nullptr;
+    CHECK(overrides.find_unnormalised(name) == want);
+  }
+  CHECK(overrides.find_unnormalised("TimeZone") != nullptr);
+  CHECK(overrides.find_unnormalised("DateStyle") == nullptr);
+}
+
 TEST_CASE("the sync sets what the client has and resets what only the server has") {
   ParamOverrides client;
   ParamOverrides server;

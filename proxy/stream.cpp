@@ -148,21 +148,24 @@ void Stream::write_owned(std::span<const uint8_t> bytes) {
     flush_tls_output();
     return;
   }
-  raw_write_owned(std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+  raw_write_owned(bytes);
 }
 
-void Stream::raw_write_owned(std::string bytes) {
+void Stream::raw_write_owned(std::span<const uint8_t> bytes) {
   if (bytes.empty() || closing_) return;
-  uv_buf_t buf = uv_buf_init(bytes.data(), static_cast<unsigned>(bytes.size()));
+  // Straight from the caller's bytes; only what the kernel did not take
+  // is copied, to live until libuv's callback.
+  uv_buf_t buf = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(bytes.data())),
+                             static_cast<unsigned>(bytes.size()));
   int written = uv_try_write(uv(), &buf, 1);
   if (written == static_cast<int>(bytes.size())) return;
   if (written < 0 && written != UV_EAGAIN) {
     close();
     return;
   }
+  const size_t taken = written > 0 ? static_cast<size_t>(written) : 0;
   auto write = std::make_unique<OwnedWrite>();
-  write->bytes = std::move(bytes);
-  if (written > 0) write->bytes.erase(0, static_cast<size_t>(written));
+  write->bytes.assign(reinterpret_cast<const char*>(bytes.data()) + taken, bytes.size() - taken);
   uv_buf_t rest = uv_buf_init(write->bytes.data(), static_cast<unsigned>(write->bytes.size()));
   write->req.data = write.get();
   if (uv_write(&write->req, uv(), &rest, 1, &Stream::on_owned_written) != 0) {
@@ -181,7 +184,7 @@ void Stream::flush_tls_output() {
   if (tls_ == nullptr || !tls_->has_output()) return;
   std::string out;
   tls_->take_output(out);
-  raw_write_owned(std::move(out));
+  raw_write_owned({reinterpret_cast<const uint8_t*>(out.data()), out.size()});
 }
 
 void Stream::tls_failed(const std::string& message) {

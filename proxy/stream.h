@@ -118,7 +118,7 @@ class Stream {
   static void on_close(uv_handle_t* handle);
   void finish_lent_write();
   // Raw (ciphertext or plaintext) output path.
-  void raw_write_owned(std::string bytes);
+  void raw_write_owned(std::span<const uint8_t> bytes);
   void flush_tls_output();
   void on_tls_input();
   // Decrypts what the TLS session holds into input() while reading.
