@@ -561,34 +561,37 @@ bool may_change_session(std::string_view sql) {
   // Every keyword scan_sql reacts to contains one of these (RESET contains
   // "set", UNLISTEN "listen", pg_temp "temp", the lock functions "advisory").
   // One pass over the text; at each byte only the needles starting with that
-  // letter are compared, so the cost is O(n * 10) at worst and near O(n) for
-  // ordinary text. `c | 0x20` equals a lower-case letter only for that letter
-  // in either case, which makes the comparison case-insensitive.
-  static constexpr std::array<std::string_view, 10> kNeedles = {
-      "set",    "prepare", "execute",  "deallocate", "discard",
-      "listen", "load",    "advisory", "temp",       "hold"};
+  // letter (at most two) are compared, so the cost is near O(n) for ordinary
+  // text. `c | 0x20` equals a lower-case letter only for that letter in
+  // either case, which makes the comparison case-insensitive.
+  struct Needles {
+    std::string_view first, second;
+  };
+  static constexpr std::array<Needles, 26> kByLetter = [] {
+    std::array<Needles, 26> by{};
+    by['a' - 'a'] = {"advisory", {}};
+    by['d' - 'a'] = {"deallocate", "discard"};
+    by['e' - 'a'] = {"execute", {}};
+    by['h' - 'a'] = {"hold", {}};
+    by['l' - 'a'] = {"listen", "load"};
+    by['p' - 'a'] = {"prepare", {}};
+    by['s' - 'a'] = {"set", {}};
+    by['t' - 'a'] = {"temp", {}};
+    return by;
+  }();
   const size_t n = sql.size();
+  auto matches = [&](size_t i, std::string_view needle) {
+    if (needle.empty() || n - i < needle.size()) return false;
+    size_t k = 1;
+    while (k < needle.size() && static_cast<char>(sql[i + k] | 0x20) == needle[k]) ++k;
+    return k == needle.size();
+  };
   for (size_t i = 0; i < n; ++i) {
     const auto c = static_cast<char>(sql[i] | 0x20);
-    switch (c) {
-      case 's':
-      case 'p':
-      case 'e':
-      case 'd':
-      case 'l':
-      case 'a':
-      case 't':
-      case 'h':
-        break;
-      default:
-        continue;
-    }
-    for (std::string_view needle : kNeedles) {
-      if (needle[0] != c || n - i < needle.size()) continue;
-      size_t k = 1;
-      while (k < needle.size() && static_cast<char>(sql[i + k] | 0x20) == needle[k]) ++k;
-      if (k == needle.size()) return true;
-    }
+    if (c < 'a' || c > 'z') continue;
+    const Needles& needles = kByLetter[static_cast<size_t>(c - 'a')];
+    if (needles.first.empty()) continue;
+    if (matches(i, needles.first) || matches(i, needles.second)) return true;
   }
   return false;
 }
