@@ -228,9 +228,7 @@ void Pool::offer(PooledServer* server) {
     // At the cap with clients waiting: this server surveys the budget
     // first (one round trip), then comes back here for the next client.
     upstream_->on_busy_survey_started(host_.now());
-    link(server, PoolList::kChecking);
-    server->surveying = true;
-    server->start_survey();
+    survey_on(server);
     return;
   }
   if (PooledClient* client = pop(PoolList::kWaiting)) {
@@ -438,6 +436,10 @@ void Pool::start_survey(TimeMs now) {
     return;
   }
   upstream_->on_survey_started(now);
+  survey_on(server);
+}
+
+void Pool::survey_on(PooledServer* server) {
   link(server, PoolList::kChecking);
   server->surveying = true;
   server->start_survey();

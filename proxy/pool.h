@@ -191,6 +191,8 @@ class Pool {
   uint32_t warm_servers(TimeMs now) const;
   // Surveys the budget on the coldest idle server when the upstream wants it.
   void start_survey(TimeMs now);
+  // Moves `server` to the checking list and sends it the survey's query.
+  void survey_on(PooledServer* server);
   // min_server_connections, or 0 once retired or while pgmux drains.
   uint32_t min_servers() const {
     if (retired_ || host_.draining_clients() || host_.holding_servers()) return 0;

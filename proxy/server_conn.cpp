@@ -274,20 +274,28 @@ void ServerConn::login_failed(const Error& error, LoginFailure kind) {
   close(kind == LoginFailure::kNoCapacity ? "no capacity upstream" : "login failed");
 }
 
+bool ServerConn::next_whole_frame(protocol::ByteView& bytes, protocol::Frame& frame,
+                                  const char* why_invalid) {
+  Buffer& in = stream_.input();
+  bytes = in.unparsed();
+  frame = protocol::frame_message(bytes, host_.config().max_message_size);
+  if (frame.status == FrameStatus::kInvalid ||
+      (frame.status == FrameStatus::kComplete && frame.size > in.capacity())) {
+    close(why_invalid);
+    return false;
+  }
+  return frame.whole_in(bytes);
+}
+
 void ServerConn::process_idle() {
   // An idle server may still send NoticeResponse, ParameterStatus or
   // NotificationResponse (55.2.7); nobody wants them. An ErrorResponse here
   // is FATAL (the backend is going away).
   Buffer& in = stream_.input();
   while (state_ == State::kInPool && pool_list == PoolList::kIdle) {
-    protocol::ByteView bytes = in.unparsed();
-    protocol::Frame frame = protocol::frame_message(bytes, host_.config().max_message_size);
-    if (frame.status == FrameStatus::kInvalid ||
-        (frame.status == FrameStatus::kComplete && frame.size > in.capacity())) {
-      close("invalid message from an idle server");
-      return;
-    }
-    if (!frame.whole_in(bytes)) return;
+    protocol::ByteView bytes;
+    protocol::Frame frame;
+    if (!next_whole_frame(bytes, frame, "invalid message from an idle server")) return;
     if (frame.type == be::kErrorResponse) {
       auto fields = protocol::parse_error_response(bytes.first(frame.size));
       spdlog::info("{}: idle server reported {}: closing it", tag_,
@@ -335,14 +343,9 @@ void ServerConn::process_survey() {
   // is still fit for clients either way. Anything else closes it.
   Buffer& in = stream_.input();
   while (state_ == State::kInPool && pool_list == PoolList::kChecking && surveying) {
-    protocol::ByteView bytes = in.unparsed();
-    protocol::Frame frame = protocol::frame_message(bytes, host_.config().max_message_size);
-    if (frame.status == FrameStatus::kInvalid ||
-        (frame.status == FrameStatus::kComplete && frame.size > in.capacity())) {
-      close("invalid answer to the budget survey");
-      return;
-    }
-    if (!frame.whole_in(bytes)) return;
+    protocol::ByteView bytes;
+    protocol::Frame frame;
+    if (!next_whole_frame(bytes, frame, "invalid answer to the budget survey")) return;
     const protocol::ByteView message = bytes.first(frame.size);
     switch (frame.type) {
       case be::kRowDescription:
@@ -391,14 +394,9 @@ void ServerConn::process_check() {
   // means the server is not fit for a client.
   Buffer& in = stream_.input();
   while (state_ == State::kInPool && pool_list == PoolList::kChecking) {
-    protocol::ByteView bytes = in.unparsed();
-    protocol::Frame frame = protocol::frame_message(bytes, host_.config().max_message_size);
-    if (frame.status == FrameStatus::kInvalid ||
-        (frame.status == FrameStatus::kComplete && frame.size > in.capacity())) {
-      close("invalid answer to the idle check");
-      return;
-    }
-    if (!frame.whole_in(bytes)) return;
+    protocol::ByteView bytes;
+    protocol::Frame frame;
+    if (!next_whole_frame(bytes, frame, "invalid answer to the idle check")) return;
     if (frame.type == be::kReadyForQuery) {
       auto status = protocol::parse_ready_for_query(bytes.first(frame.size));
       in.consume(frame.size);

@@ -145,6 +145,12 @@ class ServerConn final : public PooledServer, public LinkServer, private StreamE
   bool handle_login_message(char type, protocol::ByteView message);
   void on_logged_in();
   void login_failed(const protocol::Error& error, LoginFailure kind);
+  // Frames the next message of the input while the server is in the pool:
+  // true when it is all there; false when more bytes are needed, or when
+  // the frame is invalid or larger than the input can hold, which closes
+  // the server with `why_invalid`.
+  bool next_whole_frame(protocol::ByteView& bytes, protocol::Frame& frame,
+                        const char* why_invalid);
   void process_idle();
   void process_check();
   void process_survey();
