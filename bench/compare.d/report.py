@@ -22,6 +22,7 @@ import statistics
 import sys
 
 TARGETS = ("direct", "pgmux", "pgbouncer", "baseline")  # baseline: --baseline, an earlier pgmux
+CHURN_AUTHS = ("trust", "scram", "scram-tls")  # the churn part's client authentication settings
 
 
 # ---------------------------------------------------------------- pgbench-json
@@ -182,7 +183,7 @@ def table(headers, rows, out):
     for r in rows:
         for i, c in enumerate(r):
             widths[i] = max(widths[i], len(c))
-    left = [i == 0 or h in ("target", "pooler", "wanted", "verdict", "most frequent error")
+    left = [i == 0 or h in ("target", "pooler", "wanted", "verdict", "most frequent error", "auth", "how")
             for i, h in enumerate(headers)]
 
     def fmt(cells):
@@ -204,10 +205,43 @@ def dipped(run):
     return m > 0 and min(tl) < m / 2
 
 
+def added_latency(med_by, runs, sc):
+    """What a pooler adds to one client's latency, by mean and by p50.
+
+    "medians": pooler median - direct median over the rounds. "paired": pooler -
+    direct within each round (the three ran back to back), then the median of
+    those differences, which cancels drift between rounds."""
+    res = {}
+    for stat in ("mean", "p50"):
+        k = f"{stat}_us"
+        g = lambda t: (med_by.get((sc, 1, t)) or {}).get(k)  # noqa: E731
+        d = g("direct")
+        x = {"direct": d}
+        for t in ("pgmux", "pgbouncer"):
+            x[t] = None if d is None or g(t) is None else g(t) - d
+        res.setdefault("medians", {})[stat] = x
+        by_round = {}
+        for t in ("direct", "pgmux", "pgbouncer"):
+            for r in runs.get((sc, 1, t)) or []:
+                v = r.get("latency_us", {}).get(stat)
+                if v is not None:
+                    by_round.setdefault(r["compare"].get("round"), {})[t] = v
+        full = [v for v in by_round.values() if len(v) == 3]
+        y = {"direct": med([v["direct"] for v in full]), "rounds": len(full)}
+        for t in ("pgmux", "pgbouncer"):
+            y[t] = med([v[t] - v["direct"] for v in full])
+        res.setdefault("paired", {})[stat] = y
+    for how in res.values():
+        for x in how.values():
+            b = x["pgbouncer"]
+            x["ratio"] = ratio(x["pgmux"], b) if b and b > 0 else None
+    return res
+
+
 def cmd_report(a):
     d = a.out
     out = []
-    summary = {"throughput": {}, "idle": {}, "incident": {}, "targets": []}
+    summary = {"throughput": {}, "idle": {}, "incident": {}, "churn": {}, "targets": []}
     meta = load(os.path.join(d, "meta.json")) or {}
     if meta:
         out.append(f"bench/compare  {meta.get('started', '')}")
@@ -303,20 +337,22 @@ def cmd_report(a):
                 out.append("")
 
             if 1 in counts:
-                g = lambda t: (med_by.get((sc, 1, t)) or {}).get("p50_us")  # noqa: E731
-                dp, mp, bp = g("direct"), g("pgmux"), g("pgbouncer")
-                gm = lambda t: (med_by.get((sc, 1, t)) or {}).get("mean_us")  # noqa: E731
-                dm, mm, bm = gm("direct"), gm("pgmux"), gm("pgbouncer")
-                madd = None if mp is None or dp is None else mp - dp
-                badd = None if bp is None or dp is None else bp - dp
-                out.append("Added latency at 1 client (pooler p50 - direct p50)")
-                out.append(f"  direct p50 {fnum(dp)} us; pgmux p50 {fnum(mp)} us, added {fnum(madd)} us; "
-                           f"pgbouncer p50 {fnum(bp)} us, added {fnum(badd)} us; "
-                           f"pgmux-added / pgbouncer-added = {fratio(ratio(madd, badd) if badd and badd > 0 else None)}")
-                if None not in (dm, mm, bm):
-                    out.append(f"  by mean latency instead: direct {fnum(dm)} us; pgmux added {fnum(mm - dm)} us, "
-                               f"pgbouncer added {fnum(bm - dm)} us")
-                summary["throughput"][sc]["added_latency_us"] = {"pgmux": madd, "pgbouncer": badd}
+                added = added_latency(med_by, runs, sc)
+                out.append("Added latency at 1 client (pooler - direct), us")
+                rows = []
+                for stat in ("mean", "p50"):
+                    for how in ("medians", "paired"):
+                        x = added[how][stat]
+                        rows.append([stat, "median of each" if how == "medians" else "per round, median",
+                                     fnum(x["direct"], 1), fnum(x["pgmux"], 1), fnum(x["pgbouncer"], 1),
+                                     fratio(x["ratio"])])
+                table(["latency", "how", "direct", "pgmux added", "pgbouncer added", "mux-added/pgb-added"],
+                      rows, out)
+                out.append(f"  'median of each': pooler median - direct median over {rounds} round(s); 'per round': "
+                           "pooler - direct of the same round, then the median of those")
+                summary["throughput"][sc]["added_latency_us"] = {
+                    "pgmux": added["medians"]["p50"]["pgmux"], "pgbouncer": added["medians"]["p50"]["pgbouncer"]}
+                summary["throughput"][sc]["added_latency"] = added
                 out.append("")
 
     # ---- profile (--perf)
@@ -403,6 +439,72 @@ def cmd_report(a):
                        + f" -> {'FAIL' if incident_fail else 'ok (zero errors)'}")
         out.append("")
 
+    # ---- churn
+    churn = {}
+    for path in sorted(glob.glob(os.path.join(d, "churn", "*.json"))):
+        r = load(path)
+        if r and "compare" in r and r["compare"].get("auth"):
+            churn.setdefault((r["compare"]["auth"], r["compare"]["target"]), []).append(r)
+    churn_med = {}
+    if churn:
+        any_r = next(iter(churn.values()))[0]
+        rounds = max(len(v) for v in churn.values())
+        auths = [x for x in CHURN_AUTHS if any(k[0] == x for k in churn)]
+        auths += sorted({k[0] for k in churn} - set(auths))
+        out.append(f"Churn: {any_r.get('clients')} clients each looping connect, SELECT 1, disconnect for "
+                   f"{fnum(any_r.get('duration_s'))} s; medians over {rounds} interleaved round(s)")
+        rows = []
+        for au in auths:
+            for t in TARGETS:
+                rs = churn.get((au, t))
+                if not rs:
+                    continue
+                m = {
+                    "conn_per_s": med([r.get("tps") for r in rs]),
+                    "connect_p50_us": med([r.get("connect_us", {}).get("p50") for r in rs]),
+                    "connect_p99_us": med([r.get("connect_us", {}).get("p99") for r in rs]),
+                    "mean_us": med([r.get("latency_us", {}).get("mean") for r in rs]),
+                    "p50_us": med([r.get("latency_us", {}).get("p50") for r in rs]),
+                    "errors": med([r.get("errors") for r in rs]),
+                    "cpu_us_per_login": med([r["compare"].get("pooler_cpu_us_per_txn") for r in rs]),
+                    "rss_kb": med([r["compare"].get("pooler_rss_kb_max") for r in rs]),
+                    "rounds": len(rs),
+                }
+                churn_med[(au, t)] = m
+                summary["churn"].setdefault(au, {})[t] = m
+                rows.append([au, t, fnum(m["conn_per_s"]), fms(m["connect_p50_us"]), fms(m["connect_p99_us"]),
+                             fms(m["mean_us"]), fms(m["p50_us"]), fnum(m["errors"]),
+                             fnum(m["cpu_us_per_login"], 1) if t != "direct" else "",
+                             fnum(m["rss_kb"] / 1024, 1) if t != "direct" and m["rss_kb"] else ""])
+        table(["auth", "target", "conn/s", "connect p50 ms", "connect p99 ms", "mean ms", "p50 ms", "errors",
+               "pooler CPU us/login", "pooler RSS MB"], rows, out)
+        dips = []
+        for t in TARGETS:
+            rs = [r for (_, t_), v in churn.items() if t_ == t for r in v]
+            if rs:
+                dips.append(f"{t} {sum(1 for r in rs if dipped(r))}/{len(rs)}")
+        out.append("Disturbed runs (a second below half the run's median conn/s): " + ", ".join(dips))
+        out.append("  conn/s: whole logins per second; connect: the handshake (TCP, TLS, auth) to ready; "
+                   "mean/p50: connect + SELECT 1 + disconnect")
+        out.append("")
+        out.append("Churn ratios (of the medians)")
+        rows = []
+        for au in auths:
+            g = lambda t, k: (churn_med.get((au, t)) or {}).get(k)  # noqa: E731
+            rt = {
+                "conn_per_s_mux_pgb": ratio(g("pgmux", "conn_per_s"), g("pgbouncer", "conn_per_s")),
+                "cpu_per_login_mux_pgb": ratio(g("pgmux", "cpu_us_per_login"), g("pgbouncer", "cpu_us_per_login")),
+                "connect_p50_mux_pgb": ratio(g("pgmux", "connect_p50_us"), g("pgbouncer", "connect_p50_us")),
+                "connect_p99_mux_pgb": ratio(g("pgmux", "connect_p99_us"), g("pgbouncer", "connect_p99_us")),
+                "conn_per_s_mux_dir": ratio(g("pgmux", "conn_per_s"), g("direct", "conn_per_s")),
+                "conn_per_s_pgb_dir": ratio(g("pgbouncer", "conn_per_s"), g("direct", "conn_per_s")),
+            }
+            summary["churn"].setdefault(au, {})["ratios"] = rt
+            rows.append([au] + [fratio(v) for v in rt.values()])
+        table(["auth", "conn/s mux/pgb", "CPU/login mux/pgb", "connect p50 mux/pgb", "connect p99 mux/pgb",
+               "conn/s mux/dir", "conn/s pgb/dir"], rows, out)
+        out.append("")
+
     # ---- targets
     tg = []
     sel = {k[1:]: v for k, v in med_by.items() if k[0] == "select"}
@@ -438,9 +540,15 @@ def cmd_report(a):
             why = mi["compare"].get("capped_from")
             why = f" (asked {why:,}; capped by the open-file limit)" if why else f" (ran {requested:,})"
             tg.append(["50,000 idle clients held by pgmux", f"{held:,}", ">= 50,000", "not measured" + why])
-    added = summary["throughput"].get("select", {}).get("added_latency_us", {})
-    madd, badd = added.get("pgmux"), added.get("pgbouncer")
-    verdict("added latency at 1 client, pgmux/pgb", ratio(madd, badd) if badd and badd > 0 else None, 0.7, "<=")
+    added = summary["throughput"].get("select", {}).get("added_latency", {}).get("medians", {})
+    for stat in ("mean", "p50"):
+        verdict(f"added latency at 1 client ({stat}), pgmux/pgb", (added.get(stat) or {}).get("ratio"), 0.7, "<=")
+    for au in CHURN_AUTHS:
+        g = lambda t, k: (churn_med.get((au, t)) or {}).get(k)  # noqa: E731
+        verdict(f"churn conn/s, {au}, pgmux/pgb", ratio(g("pgmux", "conn_per_s"), g("pgbouncer", "conn_per_s")),
+                1.3, ">=")
+        verdict(f"pooler CPU/login, churn {au}, pgmux/pgb",
+                ratio(g("pgmux", "cpu_us_per_login"), g("pgbouncer", "cpu_us_per_login")), 0.7, "<=")
     out.append("Targets")
     table(["target", "measured", "wanted", "verdict"], tg, out)
 
