@@ -1,6 +1,8 @@
 #include "protocol/crypto.h"
 
 #include <doctest/doctest.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <algorithm>
 #include <array>
@@ -35,6 +37,21 @@ TEST_CASE("hmac_sha256: RFC 4231 test cases 1 and 2") {
         "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
   CHECK(hex(hmac_sha256("Jefe", "what do ya want for nothing?")) ==
         "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+}
+
+TEST_CASE("hmac_sha256: agrees with OpenSSL's one-shot HMAC for empty, short and long keys") {
+  const std::string keys[] = {"", "k", std::string(64, 'a'), std::string(200, 'b')};
+  const std::string data[] = {"", "what do ya want for nothing?", std::string(1000, 'x')};
+  for (const std::string& key : keys) {
+    for (const std::string& text : data) {
+      Sha256Digest want{};
+      unsigned int length = 0;
+      REQUIRE(HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+                   reinterpret_cast<const unsigned char*>(text.data()), text.size(), want.data(),
+                   &length) != nullptr);
+      CHECK(hmac_sha256(key, text) == want);
+    }
+  }
 }
 
 TEST_CASE("salted_password: RFC 7914 section 11, PBKDF2-HMAC-SHA-256") {
