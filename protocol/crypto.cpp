@@ -2,9 +2,9 @@
 // strict base64 codec.
 #include "protocol/crypto.h"
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/core_names.h>
 #include <openssl/hmac.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
@@ -65,9 +65,8 @@ const EVP_MAC_CTX* hmac_sha256_template() {
     EVP_MAC_CTX* made = EVP_MAC_CTX_new(mac);
     EVP_MAC_free(mac);  // The context holds its own reference.
     char digest[] = "SHA256";
-    const OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-        OSSL_PARAM_construct_end()};
+    const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                                 OSSL_PARAM_construct_end()};
     if (made == nullptr || EVP_MAC_CTX_set_params(made, params) != 1) {
       crypto_failure("HMAC-SHA-256 set-up");
     }
@@ -103,8 +102,7 @@ Sha256Digest hmac_sha256(std::string_view key, std::string_view data) {
   EVP_MAC_CTX* ctx = EVP_MAC_CTX_dup(hmac_sha256_template());
   const bool ok = ctx != nullptr && EVP_MAC_init(ctx, key_bytes, key.size(), nullptr) == 1 &&
                   EVP_MAC_update(ctx, bytes_of(data), data.size()) == 1 &&
-                  EVP_MAC_final(ctx, out.data(), &length, out.size()) == 1 &&
-                  length == kSha256Size;
+                  EVP_MAC_final(ctx, out.data(), &length, out.size()) == 1 && length == kSha256Size;
   EVP_MAC_CTX_free(ctx);
   if (!ok) crypto_failure("HMAC-SHA-256");
   return out;

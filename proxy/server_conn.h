@@ -149,8 +149,7 @@ class ServerConn final : public PooledServer, public LinkServer, private StreamE
   // true when it is all there; false when more bytes are needed, or when
   // the frame is invalid or larger than the input can hold, which closes
   // the server with `why_invalid`.
-  bool next_whole_frame(protocol::ByteView& bytes, protocol::Frame& frame,
-                        const char* why_invalid);
+  bool next_whole_frame(protocol::ByteView& bytes, protocol::Frame& frame, const char* why_invalid);
   void process_idle();
   void process_check();
   void process_survey();
