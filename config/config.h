@@ -195,6 +195,10 @@ struct Config {
   // SO_REUSEPORT on the listener (and the metrics listener): a new pgmux can
   // bind the same port while the old one drains.
   bool so_reuseport = false;
+  // Microseconds the event loop goes on polling for I/O, without sleeping,
+  // after the last read before it sleeps in epoll_wait; 0 (the default)
+  // never polls. Trades CPU for latency; read once at start.
+  uint32_t busy_poll_us = 0;
 
   std::vector<Database> databases;
 

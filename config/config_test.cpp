@@ -535,6 +535,30 @@ TEST_CASE("transaction-mode keys: defaults, bad values named with their fix") {
   CHECK(status.error().message.find("max_prepared_statements") != std::string::npos);
 }
 
+TEST_CASE("busy_poll_us: off by default, from TOML and PGMUX_*, at most 1000") {
+  CHECK(Config{}.busy_poll_us == 0);
+  Result<Config> r = parse_toml("busy_poll_us = 50\n", "p.toml", Config{});
+  REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.error().message));
+  CHECK(r->busy_poll_us == 50);
+
+  LoadOptions options;
+  options.getenv = env_of({{"DATABASE_URL", "postgresql://a@h/d"}, {"PGMUX_BUSY_POLL_US", "20"}});
+  r = load(options);
+  REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.error().message));
+  CHECK(r->busy_poll_us == 20);
+
+  Config config;
+  config.databases.push_back(Database{"app", Upstream{}});
+  config.busy_poll_us = 1000;
+  protocol::Status at_max = validate(config);
+  CHECK((at_max.ok() || !contains(at_max.error().message, "busy_poll_us")));
+  config.busy_poll_us = 1001;
+  protocol::Status status = validate(config);
+  REQUIRE_FALSE(status.ok());
+  CHECK(contains(status.error().message, "busy_poll_us must be at most 1000"));
+  CHECK_FALSE(parse_toml("busy_poll_us = -1\n", "p.toml", Config{}).ok());
+}
+
 TEST_CASE("operations keys: defaults, TOML, PGMUX_* and bad values") {
   const Config defaults;
   CHECK(defaults.admin_users.empty());

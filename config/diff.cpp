@@ -40,6 +40,7 @@ ConfigDiff diff(const Config& before, const Config& after) {
   restart(before.metrics_host != after.metrics_host || before.metrics_port != after.metrics_port,
           "metrics_listen");
   restart(before.log_format != after.log_format, "log_format");
+  restart(before.busy_poll_us != after.busy_poll_us, "busy_poll_us");
   return out;
 }
 

@@ -94,9 +94,11 @@ TEST_CASE("diff: the listeners, client TLS and log_format need a restart") {
 so_reuseport = true
 log_format = "json"
 metrics_listen = "127.0.0.1:9090"
+busy_poll_us = 50
 )") + std::string(kBase).replace(std::string(kBase).find("6432"), 4, "7432");
   const ConfigDiff d = diff(parsed(kBase), parsed(after));
-  CHECK(d.restart_keys == Names{"listen", "so_reuseport", "metrics_listen", "log_format"});
+  CHECK(d.restart_keys ==
+        Names{"listen", "so_reuseport", "metrics_listen", "log_format", "busy_poll_us"});
   CHECK(d.reconnect_databases.empty());
 }
 

@@ -56,7 +56,7 @@ Result<Duration> parse_duration(std::string_view text) {
 
 namespace detail {
 
-const std::array<KeySpec, 36> kScalarKeys = {{
+const std::array<KeySpec, 37> kScalarKeys = {{
     {"listen", KeyKind::kListen},
     {"max_client_conn", KeyKind::kCount, &Config::max_client_conn},
     {"client_login_timeout", KeyKind::kDuration, nullptr, &Config::client_login_timeout},
@@ -91,6 +91,7 @@ const std::array<KeySpec, 36> kScalarKeys = {{
     {"metrics_listen", KeyKind::kMetricsListen},
     {"shutdown_timeout", KeyKind::kDuration, nullptr, &Config::shutdown_timeout},
     {"so_reuseport", KeyKind::kBool, nullptr, nullptr, nullptr, nullptr, &Config::so_reuseport},
+    {"busy_poll_us", KeyKind::kCount, &Config::busy_poll_us},
     {"database_url", KeyKind::kDatabaseUrl},
 }};
 

@@ -51,7 +51,7 @@ struct KeySpec {
 };
 
 // Every scalar key, in documentation order.
-extern const std::array<KeySpec, 36> kScalarKeys;
+extern const std::array<KeySpec, 37> kScalarKeys;
 
 // Returns the spec named `name`, or nullptr.
 const KeySpec* find_scalar_key(std::string_view name);

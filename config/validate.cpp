@@ -22,6 +22,8 @@ using protocol::Status;
 
 namespace {
 
+constexpr uint32_t kMaxBusyPollUs = 1000;
+
 // Why `path` cannot serve as a certificate or key file, or nullopt if it can
 // be opened for reading and is a regular file. O_NONBLOCK: opening a FIFO
 // for reading would otherwise wait for a writer.
@@ -125,6 +127,11 @@ Status validate(const Config& c) {
     return config_error("max_server_connections is " + std::to_string(c.max_server_connections) +
                         "; set it from 1 to 10000, at or below the upstream's connection "
                         "limit (the default is 15)");
+  }
+  if (c.busy_poll_us > kMaxBusyPollUs) {
+    return config_error("busy_poll_us must be at most " + std::to_string(kMaxBusyPollUs) +
+                        " (1 ms); the default is 0 (no busy polling), and 50 covers a "
+                        "round trip to a PostgreSQL on the same host");
   }
   if (c.max_prepared_statements < 1) {
     return config_error("max_prepared_statements must be at least 1; the default is 200");

@@ -106,6 +106,8 @@ void append_config_table(const config::Config& config, protocol::Bytes& out) {
        duration_text(defaults.shutdown_timeout), true},
       {"so_reuseport", config.so_reuseport ? "true" : "false",
        defaults.so_reuseport ? "true" : "false", false},
+      {"busy_poll_us", std::to_string(config.busy_poll_us), std::to_string(defaults.busy_poll_us),
+       false},
       {"databases", databases, "", true},
   };
   for (const Key& key : keys) {

@@ -207,6 +207,7 @@ protocol::Status Proxy::apply_reload() {
   next.listen_host = config_.listen_host;
   next.listen_port = config_.listen_port;
   next.so_reuseport = config_.so_reuseport;
+  next.busy_poll_us = config_.busy_poll_us;
   next.client_tls = config_.client_tls;
   next.client_tls_cert_file = config_.client_tls_cert_file;
   next.client_tls_key_file = config_.client_tls_key_file;

@@ -92,7 +92,7 @@ int run(int argc, char** argv) {
       proxy.handle_signals();
       pgmux::proxy::notify_systemd("READY=1");
     }
-    uv_run(loop, UV_RUN_DEFAULT);
+    proxy.run();
   }
   if (uv_loop_close(loop) != 0) {
     spdlog::error("the event loop closed with handles still open");

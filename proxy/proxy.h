@@ -58,6 +58,10 @@ class Proxy final : public PoolHost,
   // SIGTERM: shutdown(kWaitForClients); SIGINT: shutdown(kWaitForServers);
   // a second one while draining stops at once; SIGHUP: reload().
   void handle_signals();
+  // Runs the event loop until nothing is left in it (after stop()). With
+  // busy_poll_us, the loop polls without sleeping for that long after each
+  // read before it sleeps in epoll_wait.
+  void run();
   // Closes the listener and every connection; the loop then runs dry.
   void stop();
 

@@ -64,6 +64,7 @@ void Stream::on_alloc(uv_handle_t* handle, size_t /*suggested*/, uv_buf_t* buf) 
 }
 
 void Stream::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* /*buf*/) {
+  ++reads_;
   Stream* self = stream_of(reinterpret_cast<uv_handle_t*>(s));
   if (nread > 0 && self->tls_ != nullptr) {
     self->tls_->feed({self->input_.pool().scratch(), static_cast<size_t>(nread)});

@@ -71,6 +71,9 @@ class Stream {
   void start_reading();
   void stop_reading();
   bool reading() const { return reading_; }
+  // Read callbacks with bytes or an end, on all streams of the thread: the
+  // busy-polling loop's sign of I/O (Proxy::run).
+  static uint64_t reads() { return reads_; }
 
   // Writes `lender`'s pending() bytes to this stream. Returns true when the
   // kernel took them all (the lender may mark_sent() at once); otherwise the
@@ -110,6 +113,7 @@ class Stream {
   size_t write_queue_size() const { return tcp_.write_queue_size; }
 
  private:
+  static inline thread_local uint64_t reads_ = 0;
   static void on_alloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
   static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
   static void on_lent_written(uv_write_t* req, int status);

@@ -181,6 +181,29 @@ TEST_CASE("SIGTERM drains: open transactions commit, then every client gets 57P0
   CHECK(log.find("every client has left") != std::string::npos);
 }
 
+TEST_CASE("busy_poll_us: queries, timers and a SIGTERM drain work while the loop polls") {
+  LifecyclePgmux pgmux("busy_poll_us = 50\nshutdown_timeout = \"20s\"");
+  pgmux.wait_ready();
+  REQUIRE(pgmux.wait_log("busy polling: the loop polls for 50 us after each read"));
+  Client idle(pgmux.conninfo());
+  Client busy(pgmux.conninfo());
+  REQUIRE(idle.conn.ok());
+  REQUIRE(busy.conn.ok());
+  for (int i = 0; i < 200; ++i) {
+    REQUIRE(exec_error(busy.conn.raw, ("select " + std::to_string(i)).c_str()) == "");
+  }
+  REQUIRE(exec_error(idle.conn.raw, "begin") == "");
+  REQUIRE(exec_error(idle.conn.raw, "select 1") == "");
+  pgmux.signal(SIGTERM);
+  CHECK(busy.ended_by_admin_now());
+  // The open transaction still runs to its end, then the drain completes.
+  CHECK(exec_error(idle.conn.raw, "commit") == "");
+  CHECK(idle.ended_by_admin_now());
+  REQUIRE(pgmux.wait_exit(10s));
+  INFO(pgmux.log());
+  CHECK(pgmux.exited_cleanly());
+}
+
 TEST_CASE("SIGTERM: shutdown_timeout ends a drain that a transaction holds open") {
   LifecyclePgmux pgmux("shutdown_timeout = \"1s\"");
   pgmux.wait_ready();
