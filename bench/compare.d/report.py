@@ -209,32 +209,38 @@ def added_latency(med_by, runs, sc):
     """What a pooler adds to one client's latency, by mean and by p50.
 
     "medians": pooler median - direct median over the rounds. "paired": pooler -
-    direct within each round (the three ran back to back), then the median of
-    those differences, which cancels drift between rounds."""
+    direct within each round (the targets ran back to back), then the median of
+    those differences, which cancels drift between rounds. The baseline (--baseline)
+    is included when it ran."""
+    poolers = ["pgmux", "pgbouncer"]
+    if runs.get((sc, 1, "baseline")):
+        poolers.append("baseline")
     res = {}
     for stat in ("mean", "p50"):
         k = f"{stat}_us"
         g = lambda t: (med_by.get((sc, 1, t)) or {}).get(k)  # noqa: E731
         d = g("direct")
         x = {"direct": d}
-        for t in ("pgmux", "pgbouncer"):
+        for t in poolers:
             x[t] = None if d is None or g(t) is None else g(t) - d
         res.setdefault("medians", {})[stat] = x
         by_round = {}
-        for t in ("direct", "pgmux", "pgbouncer"):
+        for t in ["direct"] + poolers:
             for r in runs.get((sc, 1, t)) or []:
                 v = r.get("latency_us", {}).get(stat)
                 if v is not None:
                     by_round.setdefault(r["compare"].get("round"), {})[t] = v
-        full = [v for v in by_round.values() if len(v) == 3]
+        full = [v for v in by_round.values() if all(t in v for t in ["direct"] + poolers)]
         y = {"direct": med([v["direct"] for v in full]), "rounds": len(full)}
-        for t in ("pgmux", "pgbouncer"):
+        for t in poolers:
             y[t] = med([v[t] - v["direct"] for v in full])
         res.setdefault("paired", {})[stat] = y
     for how in res.values():
         for x in how.values():
             b = x["pgbouncer"]
             x["ratio"] = ratio(x["pgmux"], b) if b and b > 0 else None
+            if "baseline" in x:
+                x["baseline_ratio"] = ratio(x["baseline"], b) if b and b > 0 else None
     return res
 
 
@@ -340,14 +346,20 @@ def cmd_report(a):
                 added = added_latency(med_by, runs, sc)
                 out.append("Added latency at 1 client (pooler - direct), us")
                 rows = []
+                with_base = "baseline" in added["medians"]["mean"]
                 for stat in ("mean", "p50"):
                     for how in ("medians", "paired"):
                         x = added[how][stat]
-                        rows.append([stat, "median of each" if how == "medians" else "per round, median",
-                                     fnum(x["direct"], 1), fnum(x["pgmux"], 1), fnum(x["pgbouncer"], 1),
-                                     fratio(x["ratio"])])
-                table(["latency", "how", "direct", "pgmux added", "pgbouncer added", "mux-added/pgb-added"],
-                      rows, out)
+                        row = [stat, "median of each" if how == "medians" else "per round, median",
+                               fnum(x["direct"], 1), fnum(x["pgmux"], 1), fnum(x["pgbouncer"], 1),
+                               fratio(x["ratio"])]
+                        if with_base:
+                            row += [fnum(x["baseline"], 1), fratio(x["baseline_ratio"])]
+                        rows.append(row)
+                headers = ["latency", "how", "direct", "pgmux added", "pgbouncer added", "mux-added/pgb-added"]
+                if with_base:
+                    headers += ["baseline added", "base-added/pgb-added"]
+                table(headers, rows, out)
                 out.append(f"  'median of each': pooler median - direct median over {rounds} round(s); 'per round': "
                            "pooler - direct of the same round, then the median of those")
                 summary["throughput"][sc]["added_latency_us"] = {
