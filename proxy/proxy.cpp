@@ -1,6 +1,8 @@
 #include "proxy/proxy.h"
 
 #include <malloc.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
@@ -83,6 +85,7 @@ protocol::Status Proxy::start() {
   started_ = true;
   int rc =
       bind_listener(&listener_, reinterpret_cast<const sockaddr*>(&address), config_.so_reuseport);
+  if (rc == 0) defer_accept();
   if (rc == 0)
     rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 4096, &Proxy::on_connection);
   if (rc != 0) {
@@ -117,6 +120,19 @@ protocol::Status Proxy::start() {
     pool->tick(now());
   }
   return protocol::Ok{};
+}
+
+void Proxy::defer_accept() {
+  // TCP_DEFER_ACCEPT (Linux; PgBouncer sets it too): the kernel hands over a
+  // connection once its first bytes (the startup packet) have arrived, so
+  // accepting it and reading them take one wake-up, not two. A client that
+  // says nothing is handed over after about a second anyway.
+  uv_os_fd_t fd;
+  const int seconds = 1;
+  if (uv_fileno(reinterpret_cast<const uv_handle_t*>(&listener_), &fd) != 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &seconds, sizeof seconds) != 0) {
+    spdlog::debug("TCP_DEFER_ACCEPT is not available: each login takes one more wake-up");
+  }
 }
 
 void Proxy::run() {
@@ -255,7 +271,11 @@ void Proxy::accept_client() {
     client->fail(sqlstate::kTooManyConnections,
                  "too many client connections to pgmux (max_client_conn = " +
                      std::to_string(config_.max_client_conn) + ")");
+    return;
   }
+  // With TCP_DEFER_ACCEPT the startup packet is usually in already: read it
+  // now rather than after another trip through epoll_wait.
+  client->stream().try_read();
 }
 
 Pool* Proxy::find_pool(std::string_view database) {

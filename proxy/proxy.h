@@ -168,6 +168,9 @@ class Proxy final : public PoolHost,
   std::unique_ptr<AdminSession> open_admin(ClientConn& client, AdminRole role) override;
 
  private:
+  // Asks the kernel to hand over client connections once their first bytes
+  // are in (TCP_DEFER_ACCEPT).
+  void defer_accept();
   static void on_connection(uv_stream_t* listener, int status);
   static void on_janitor(uv_timer_t* timer);
   static void on_signal(uv_signal_t* handle, int signum);

@@ -1,5 +1,7 @@
 #include "proxy/stream.h"
 
+#include <sys/socket.h>
+
 #include <cstring>
 #include <memory>
 
@@ -41,6 +43,21 @@ void Stream::start_reading() {
   // Plaintext may already wait inside the TLS session from before reading
   // stopped; the socket will not signal it again.
   if (reading_ && tls_ != nullptr && tls_->handshake_done()) pump();
+}
+
+void Stream::try_read() {
+  if (!reading_ || closing_ || tls_ != nullptr || lent_to_ != nullptr) return;
+  uv_os_fd_t fd;
+  if (uv_fileno(reinterpret_cast<const uv_handle_t*>(&tcp_), &fd) != 0) return;
+  std::span<uint8_t> tail = input_.free_tail();
+  ssize_t n = 0;
+  if (!tail.empty()) n = ::recv(fd, tail.data(), tail.size(), MSG_DONTWAIT);
+  if (n > 0) {
+    ++reads_;
+    input_.commit_received(static_cast<size_t>(n));
+    events_.on_readable(*this);
+  }
+  if (!closing_ && lent_to_ == nullptr) input_.shrink_if_empty();
 }
 
 void Stream::stop_reading() {

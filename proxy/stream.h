@@ -71,6 +71,11 @@ class Stream {
   void start_reading();
   void stop_reading();
   bool reading() const { return reading_; }
+  // Reads what the socket already holds without waiting for the loop to
+  // report it readable, as after accept (see Proxy::defer_accept). Bytes go
+  // to on_readable() as from the loop; an empty socket, the end or an error
+  // are left for the loop to report. Plaintext streams that are reading only.
+  void try_read();
   // Read callbacks with bytes or an end, on all streams of the thread: the
   // busy-polling loop's sign of I/O (Proxy::run).
   static uint64_t reads() { return reads_; }
