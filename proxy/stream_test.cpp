@@ -6,6 +6,7 @@
 #include "proxy/stream.h"
 
 #include <doctest/doctest.h>
+#include <poll.h>
 
 #include <cstdint>
 #include <memory>
@@ -220,6 +221,37 @@ TEST_CASE("Stream: owned writes arrive in order and fire on_readable") {
     CHECK(server.events.eofs == 0);
     CHECK(client.stream.write_queue_size() == 0);
     CHECK(server.stream.reading());
+    h.close_all();
+  }
+  CHECK(uv_loop_close(&loop) == 0);
+}
+
+TEST_CASE("Stream: try_read delivers bytes already in the socket without the loop") {
+  uv_loop_t loop;
+  REQUIRE(uv_loop_init(&loop) == 0);
+  {
+    Harness h(&loop);
+    Peer& client = h.peer();
+    Peer& server = h.peer();
+    h.connect(client, server);
+    server.stream.start_reading();
+    server.stream.try_read();  // Nothing sent yet: nothing delivered, no EOF.
+    CHECK(server.events.readable == 0);
+    CHECK(server.events.eofs == 0);
+
+    client.stream.write_owned(std::string("startup packet"));
+    uv_os_fd_t fd;
+    REQUIRE(uv_fileno(reinterpret_cast<const uv_handle_t*>(server.stream.tcp()), &fd) == 0);
+    pollfd ready{fd, POLLIN, 0};
+    REQUIRE(::poll(&ready, 1, 5000) == 1);  // In the socket, not yet seen by the loop.
+    server.stream.try_read();
+    CHECK(server.events.readable == 1);
+    CHECK(server.events.received == "startup packet");
+
+    // The loop goes on from there: later bytes come as usual.
+    client.stream.write_owned(std::string(", then more"));
+    REQUIRE(h.run_until([&] { return server.events.received.size() >= 25; }));
+    CHECK(server.events.received == "startup packet, then more");
     h.close_all();
   }
   CHECK(uv_loop_close(&loop) == 0);
